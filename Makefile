@@ -1,0 +1,24 @@
+# Two commands do all set-up on a fresh machine: `make demo` (the main job) and `make test`.
+# Both create .venv and install edgenas into it first, pinning the tested CPU build of torch.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev,ray]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/edgenas space show mnas
+	$(VENV)/bin/edgenas model info mnasnet_a1
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests benchmarks

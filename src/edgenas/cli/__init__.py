@@ -1,0 +1,1 @@
+"""The `edgenas` command line: one module per command group, joined in `main`."""

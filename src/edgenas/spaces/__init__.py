@@ -1,0 +1,40 @@
+"""Search spaces by name. Each space registers a factory here; `get_space` builds one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from edgenas.errors import UserError
+from edgenas.spaces.base import Decision, SearchSpace
+
+_FACTORIES: dict[str, Callable[..., SearchSpace]] = {}
+
+
+def register_space(name: str, factory: Callable[..., SearchSpace]) -> None:
+    _FACTORIES[name] = factory
+
+
+def _load_builtin() -> None:
+    # Imported lazily so that `import edgenas.spaces` stays cheap and free of cycles.
+    from edgenas.spaces import mnas  # noqa: F401
+
+
+def space_names() -> list[str]:
+    _load_builtin()
+    return sorted(_FACTORIES)
+
+
+def get_space(name: str, **config: Any) -> SearchSpace:
+    """The search space called `name`, configured by keyword arguments."""
+    _load_builtin()
+    try:
+        factory = _FACTORIES[name]
+    except KeyError:
+        raise UserError(
+            f"unknown search space '{name}'; choose one of {', '.join(sorted(_FACTORIES))}"
+        ) from None
+    return factory(**config)
+
+
+__all__ = ["Decision", "SearchSpace", "get_space", "register_space", "space_names"]

@@ -68,6 +68,9 @@ class MnasSpaceConfig:
     width_multipliers: tuple[float, ...] = (0.75, 1.0, 1.25)
     layer_deltas: tuple[int, ...] = (-1, 0, 1)
     base_stages: tuple[BaseStage, ...] = MOBILENETV2_STAGES
+    # Widths are rounded to multiples of 4, not the usual 8: with 8, 0.75x of the 16- and
+    # 24-channel base blocks rounds back to 1.0x and the choice would change nothing.
+    channel_divisor: int = 4
     resolution: int = 224
     network: NetworkConfig = field(default_factory=NetworkConfig)
 
@@ -129,6 +132,13 @@ class MnasSpace(SearchSpace):
                 Decision(f"block{i}.layers", self._layer_choices(base)),
             ]
         self._decisions = tuple(decisions)
+        for i, base in enumerate(self.config.base_stages, start=1):
+            widths = [self.width(base, w) for w in self.config.width_multipliers]
+            if len(set(widths)) < len(widths):
+                raise UserError(
+                    f"block {i}: width multipliers {self.config.width_multipliers} of {base.channels} "
+                    f"channels round to the same widths {widths}; use a smaller channel_divisor"
+                )
 
     def _layer_choices(self, base: BaseStage) -> tuple[int, ...]:
         """Layer deltas that leave at least one layer (a one-layer block cannot drop to zero)."""
@@ -136,6 +146,9 @@ class MnasSpace(SearchSpace):
         if not valid:
             raise UserError(f"no layer choice leaves a block of {base.repeats} layers non-empty")
         return valid
+
+    def width(self, base: BaseStage, multiplier: float) -> int:
+        return make_divisible(base.channels * multiplier, self.config.channel_divisor)
 
     def _widest_blocks(self) -> list[BlockArgs]:
         return [BlockArgs("ds", 1, 3, b.stride, b.channels) for b in self.config.base_stages]
@@ -160,7 +173,7 @@ class MnasSpace(SearchSpace):
                     repeats=base.repeats + delta,
                     kernel=kernel,
                     stride=base.stride,
-                    out_channels=make_divisible(base.channels * width),
+                    out_channels=self.width(base, width),
                     expansion=expansion,
                     se_ratio=float(se),
                     skip=skip,
@@ -180,7 +193,7 @@ class MnasSpace(SearchSpace):
             if block.stride != base.stride:
                 raise UserError(f"{where}: stride s{block.stride} is fixed at s{base.stride} in this space")
             op = next((o for o in self.config.ops if op_to_block(o) == (block.block_type, block.expansion)), None)
-            widths = {make_divisible(base.channels * w): w for w in self.config.width_multipliers}
+            widths = {self.width(base, w): w for w in self.config.width_multipliers}
             wanted = {
                 "op": op,
                 "kernel": block.kernel,

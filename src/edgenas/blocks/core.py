@@ -78,6 +78,7 @@ class ConvBnAct(nn.Sequential):
         act: str | None = "relu",
         norm: NormSpec | None = MOBILE_NORM,
         preact: bool = False,
+        bias: bool | None = None,
     ) -> None:
         padding = dilation * (kernel_size - 1) // 2
         conv = nn.Conv2d(
@@ -88,7 +89,7 @@ class ConvBnAct(nn.Sequential):
             padding=padding,
             dilation=dilation,
             groups=groups,
-            bias=norm is None,
+            bias=(norm is None) if bias is None else bias,  # default: a bias only where no BN follows
         )
         layers: list[nn.Module] = [conv]
         if norm is not None:
@@ -176,6 +177,9 @@ class DepthwiseSeparable(nn.Module):
             dilation=dilation,
             act=None if preact else act,
             norm=None if preact else norm,
+            # Pre-activation order has no BN after the depthwise conv, but no bias either: the
+            # linear pointwise conv that follows absorbs any per-channel constant (DARTS has none).
+            bias=False if preact else None,
         )
         self.se = _se_or_none(in_channels, in_channels, se_ratio, act)
         self.pointwise = ConvBnAct(in_channels, out_channels, 1, act=None, norm=norm)

@@ -18,6 +18,8 @@ from edgenas.errors import UserError
 COMMAND_GROUPS = [
     "edgenas.cli.space",
     "edgenas.cli.model",
+    "edgenas.cli.search",
+    "edgenas.cli.runs",
 ]
 
 

@@ -1,0 +1,205 @@
+"""`edgenas search`: run (or resume) an architecture search into a run directory.
+
+The evaluator comes from the registry in `edgenas.search`, keyed by `--space`; the modules listed
+in EVALUATOR_MODULES register theirs on import and may add their own flags. Every input is
+checked before the run directory is touched, so a bad flag leaves an existing run as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from edgenas.errors import UserError
+from edgenas.executors import InProcessExecutor
+from edgenas.objective import OBJECTIVES, make_objective
+from edgenas.search import DelayedEvaluator, evaluator_plugins, get_evaluator_plugin, run_search
+from edgenas.spaces import get_space
+from edgenas.store import Store, TrialRecord
+from edgenas.strategies import STRATEGIES, make_strategy
+
+# Modules that register an evaluator (and their flags) with `edgenas.search.register_evaluator`.
+EVALUATOR_MODULES = [
+    "edgenas.nb201",
+]
+# Settings that may change when a run is resumed (raising the budget continues the search).
+MUTABLE_CONFIG = ("budget",)
+
+
+class _SharedOptions:
+    """Lets several evaluator plugins declare the same flag: the first declaration wins, so two
+    spaces that both want `--dataset` do not crash the parser. Plugins should default to None
+    and resolve their own default in `make`."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self._parser = parser
+
+    def add_argument(self, *flags: str, **kwargs: Any) -> None:
+        if any(flag in self._parser._option_string_actions for flag in flags):
+            return
+        self._parser.add_argument(*flags, **kwargs)
+
+
+def _load_plugins() -> None:
+    for module in EVALUATOR_MODULES:
+        importlib.import_module(module)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _load_plugins()
+    parser = subparsers.add_parser(
+        "search",
+        help="search a space for accurate, fast architectures (rerun on the same --out to resume)",
+    )
+    parser.add_argument("--space", required=True, help=f"search space ({', '.join(sorted(evaluator_plugins()))})")
+    parser.add_argument("--strategy", required=True, help=f"one of {', '.join(STRATEGIES)}")
+    parser.add_argument("--objective", default="accuracy", help=f"one of {', '.join(OBJECTIVES)} (default accuracy)")
+    parser.add_argument("--target-ms", type=float, default=None, help="latency target T in ms (mnas-soft, mnas-hard)")
+    parser.add_argument("--alpha", type=float, default=None, help="reward exponent when LAT <= T (soft -0.07, hard 0)")
+    parser.add_argument("--beta", type=float, default=None, help="reward exponent when LAT > T (soft -0.07, hard -1)")
+    parser.add_argument("--device", default=None, help="latency device (nb201: a column of the latency table; default pixel3)")
+    parser.add_argument("--data-dir", default=None, help="data folder (nb201: default $EDGENAS_DATA_DIR/nb201 or ../shared/data/nb201)")
+    parser.add_argument("--budget", type=int, required=True, help="number of distinct architectures to evaluate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="run directory (holds store.sqlite)")
+    parser.add_argument(
+        "--strategy-option", action="append", default=[], metavar="KEY=VALUE",
+        help="strategy hyperparameter, e.g. population_size=20, lr=0.02 (repeatable)",
+    )
+    parser.add_argument("--parallel", type=int, default=1, help="evaluations in flight at once (default 1)")
+    parser.add_argument("--max-repeats", type=int, default=1000, help="stop after this many known architectures proposed in a row")
+    parser.add_argument(
+        "--eval-delay-ms", type=float, default=0.0,
+        help="testing only: sleep this long before each evaluation (lets a kill land mid-run)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    shared = _SharedOptions(parser)
+    for plugin in evaluator_plugins().values():
+        if plugin.add_options is not None:
+            plugin.add_options(shared)  # type: ignore[arg-type]
+    parser.set_defaults(handler=_search)
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs, values read as JSON where they parse (numbers, true/false, null)."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--strategy-option '{item}' is not KEY=VALUE; e.g. --strategy-option lr=0.02")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = text
+    return options
+
+
+def _search(args: argparse.Namespace) -> int:
+    # Everything is checked before the store is opened or created.
+    if args.budget < 1:
+        raise UserError(f"--budget must be at least 1, got {args.budget}")
+    if args.parallel < 1:
+        raise UserError(f"--parallel must be at least 1, got {args.parallel}")
+    if args.eval_delay_ms < 0:
+        raise UserError(f"--eval-delay-ms cannot be negative, got {args.eval_delay_ms}")
+    if args.strategy not in STRATEGIES:
+        raise UserError(f"unknown strategy '{args.strategy}'; choose one of {', '.join(STRATEGIES)}")
+    if args.target_ms is not None and not args.target_ms > 0:
+        raise UserError(f"--target-ms must be positive, got {args.target_ms}")
+    objective = make_objective(args.objective, args.target_ms, args.alpha, args.beta)
+    plugin = get_evaluator_plugin(args.space)
+    space = plugin.make_space(args) if plugin.make_space else get_space(args.space)
+    strategy = make_strategy(args.strategy, space, args.seed, **parse_options(args.strategy_option))
+    evaluator = plugin.make(args, space)
+    config = {
+        "space": args.space,
+        "strategy": args.strategy,
+        "strategy_options": strategy.options(),
+        "objective": objective.config(),
+        "evaluator": plugin.config(args) if plugin.config else {},
+        "seed": args.seed,
+        "budget": args.budget,
+    }
+    if args.eval_delay_ms > 0:
+        evaluator = DelayedEvaluator(evaluator, args.eval_delay_ms / 1000.0)
+
+    with Store.create_or_resume(args.out, config, mutable=MUTABLE_CONFIG) as store:
+        already = store.counts()
+        console = Console(stderr=True)
+        show = not args.quiet and not args.json
+        if show and sum(already.values()):
+            console.print(
+                f"resuming {store.path}: {already['ok'] + already['failed']} trials done, "
+                f"{already['running']} to run again"
+            )
+        bar = Progress(
+            TextColumn("search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
+            TimeElapsedColumn(), console=console, disable=not show,
+        )
+        with bar:
+            task = bar.add_task("search", total=args.budget, best="")
+
+            def progress(done: int, budget: int, best: TrialRecord | None) -> None:
+                text = f"best reward {best.reward:.4f}" if best and best.reward is not None else ""
+                bar.update(task, completed=done, best=text)
+
+            outcome = run_search(
+                space, strategy, evaluator, objective, args.budget,
+                store=store, executor=InProcessExecutor(args.parallel), seed=args.seed,
+                progress=progress, max_repeats=args.max_repeats,
+            )
+        counts = store.counts()
+        best = store.best()
+    summary = {
+        "out": str(args.out),
+        "completed": counts["ok"],
+        "failed": counts["failed"],
+        "stop_reason": outcome.stop_reason,
+        "resumed_in_flight": outcome.resumed_trials,
+        "best": _trial_json(best),
+    }
+    if args.json:
+        from edgenas.cli.output import print_json
+
+        print_json(summary)
+        return 0
+    print(f"{counts['ok']} completed, {counts['failed']} failed ({outcome.stop_reason}); run in {args.out}")
+    if best is not None:
+        print(f"best: {describe_trial(best)}")
+    print(f"report: edgenas runs show {args.out}", file=sys.stderr)
+    return 0
+
+
+def describe_trial(trial: TrialRecord) -> str:
+    """One line: arch, reward, accuracy, latency and (tabular benchmarks) the held-out test accuracy."""
+    parts = [trial.arch]
+    if trial.reward is not None:
+        parts.append(f"reward {trial.reward:.4f}")
+    if trial.accuracy is not None:
+        parts.append(f"accuracy {100 * trial.accuracy:.2f}%")
+    if trial.latency_ms is not None:
+        parts.append(f"latency {trial.latency_ms:.3f} ms")
+    test = trial.metrics.get("test_accuracy")
+    if isinstance(test, (int, float)):
+        parts.append(f"test accuracy {100 * test:.2f}%")
+    return "  ".join(parts[:1]) + "  " + ", ".join(parts[1:])
+
+
+def _trial_json(trial: TrialRecord | None) -> dict[str, Any] | None:
+    if trial is None:
+        return None
+    return {
+        "id": trial.id,
+        "arch": trial.arch,
+        "accuracy": trial.accuracy,
+        "latency_ms": trial.latency_ms,
+        "reward": trial.reward,
+        "metrics": trial.metrics,
+    }

@@ -1,0 +1,203 @@
+"""The DARTS supernet: cells whose every edge is a softmax-weighted mixture of all ops.
+
+Layout (as in the paper): a 3x3 stem to 3C channels, `layers` cells with reductions (stride 2,
+doubled width) at 1/3 and 2/3 of the depth, global pooling and a linear classifier. A cell takes
+the two previous cells' outputs as its input nodes 0 and 1, has `steps` intermediate nodes (each
+sums one mixed op per earlier node: 14 edges for 4 nodes) and concatenates them as its output.
+Two alpha matrices (one shared by all normal cells, one by all reduction cells) weigh the ops.
+
+Two ways to compute a mixed op give the same numbers (`fast=False` keeps the original code's
+op-by-op sum so that tests and the benchmark can compare against it):
+- the reference: `sum(w_k * op_k(x))` over all ops, `none` included;
+- the fast one (default): `none` is skipped (it is exactly zero; its weight still sits in the
+  softmax, so every other weight and every gradient is unchanged), ReLU(x) is computed once and
+  shared by the four conv ops, and the sum is accumulated with fused multiply-adds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from edgenas.blocks import ConvBnAct, FactorizedReduce, Zero
+from edgenas.darts.genotypes import Genotype, derive_genotype
+from edgenas.darts.ops import (
+    EVAL_NORM,
+    PRIMITIVES,
+    SEARCH_NORM,
+    check_op,
+    forward_after_relu,
+    make_op,
+    starts_with_relu,
+)
+from edgenas.errors import UserError
+
+ALPHA_PREFIX = "alphas_"
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    """The supernet's shape. Defaults: the paper's search network (8 cells, 16 channels)."""
+
+    channels: int = 16
+    layers: int = 8
+    num_classes: int = 10
+    steps: int = 4
+    multiplier: int = 4
+    stem_multiplier: int = 3
+    in_channels: int = 3
+    primitives: tuple[str, ...] = PRIMITIVES
+
+    def __post_init__(self) -> None:
+        if self.layers < 3:
+            raise UserError(
+                f"a DARTS supernet needs at least 3 cells (reductions sit at 1/3 and 2/3 of the "
+                f"depth), got --layers {self.layers}; use 3 or more (the paper searches with 8)"
+            )
+        if self.channels < 1 or self.num_classes < 2 or self.in_channels < 1:
+            raise UserError(
+                f"need channels >= 1, classes >= 2 and input channels >= 1, got {self.channels}, "
+                f"{self.num_classes}, {self.in_channels}"
+            )
+        if not 1 <= self.steps or not 1 <= self.multiplier <= self.steps:
+            raise UserError(f"need steps >= 1 and 1 <= multiplier <= steps, got {self.steps}, {self.multiplier}")
+        for name in self.primitives:
+            check_op(name)
+        object.__setattr__(self, "primitives", tuple(self.primitives))
+
+    @property
+    def edges(self) -> int:
+        """Edges per cell: node i (0-based) has i + 2 inputs."""
+        return sum(2 + i for i in range(self.steps))
+
+    def reduction_layers(self) -> tuple[int, ...]:
+        return (self.layers // 3, 2 * self.layers // 3)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"primitives": list(self.primitives)}
+
+
+class MixedOp(nn.Module):
+    """One edge of the supernet: every candidate op, weighted by one row of softmax(alpha)."""
+
+    def __init__(self, channels: int, stride: int, primitives: Sequence[str] = PRIMITIVES) -> None:
+        super().__init__()
+        self.ops = nn.ModuleList(make_op(p, channels, stride, search=True) for p in primitives)
+        self._is_zero = tuple(isinstance(op, Zero) for op in self.ops)
+        self._after_relu = tuple(starts_with_relu(op) for op in self.ops)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, fast: bool = True) -> torch.Tensor:
+        if not fast:
+            return sum(w * op(x) for w, op in zip(weights, self.ops))
+        out: torch.Tensor | None = None
+        shared_relu: torch.Tensor | None = None
+        for k, (op, w) in enumerate(zip(self.ops, weights.unbind(0))):
+            if self._is_zero[k]:
+                continue  # w * 0 adds nothing; w still normalises the other weights
+            if self._after_relu[k]:
+                if shared_relu is None:
+                    shared_relu = torch.relu(x)
+                y = forward_after_relu(op, shared_relu)
+            else:
+                y = op(x)
+            out = y * w if out is None else torch.addcmul(out, y, w)
+        if out is None:  # an edge of nothing but `none`
+            return self.ops[0](x)
+        return out
+
+
+class SearchCell(nn.Module):
+    """Two preprocessed inputs, `steps` nodes each summing a mixed op per earlier node."""
+
+    def __init__(
+        self, config: SupernetConfig, c_prev_prev: int, c_prev: int, channels: int,
+        reduction: bool, reduction_prev: bool,
+    ) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.steps = config.steps
+        self.multiplier = config.multiplier
+        # The previous-previous output is twice the resolution when the previous cell reduced.
+        self.preprocess0 = (
+            FactorizedReduce(c_prev_prev, channels, SEARCH_NORM)
+            if reduction_prev
+            else ConvBnAct(c_prev_prev, channels, 1, preact=True, norm=SEARCH_NORM)
+        )
+        self.preprocess1 = ConvBnAct(c_prev, channels, 1, preact=True, norm=SEARCH_NORM)
+        self.edges = nn.ModuleList(
+            MixedOp(channels, 2 if reduction and j < 2 else 1, config.primitives)
+            for i in range(self.steps)
+            for j in range(2 + i)
+        )
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, fast: bool = True) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        rows = weights.unbind(0)
+        offset = 0
+        for _ in range(self.steps):
+            node = None
+            for j, h in enumerate(states):
+                y = self.edges[offset + j](h, rows[offset + j], fast)
+                node = y if node is None else node + y
+            offset += len(states)
+            states.append(node)
+        return torch.cat(states[-self.multiplier :], dim=1)
+
+
+class SearchNetwork(nn.Module):
+    """The supernet. `alphas_normal` / `alphas_reduce` are parameters of the module (so they are
+    in its state_dict), but optimisers take them apart: see `weight_parameters` and
+    `arch_parameters`."""
+
+    def __init__(self, config: SupernetConfig | None = None, fast: bool = True) -> None:
+        super().__init__()
+        self.config = config = config or SupernetConfig()
+        self.fast = fast
+        c_curr = config.stem_multiplier * config.channels
+        # The stem's BN is affine even during search, as in the original code.
+        self.stem = ConvBnAct(config.in_channels, c_curr, 3, act=None, norm=EVAL_NORM)
+        c_prev_prev, c_prev, c_curr = c_curr, c_curr, config.channels
+        cells = []
+        reduction_prev = False
+        for i in range(config.layers):
+            reduction = i in config.reduction_layers()
+            if reduction:
+                c_curr *= 2
+            cells.append(SearchCell(config, c_prev_prev, c_prev, c_curr, reduction, reduction_prev))
+            reduction_prev = reduction
+            c_prev_prev, c_prev = c_prev, config.multiplier * c_curr
+        self.cells = nn.ModuleList(cells)
+        self.classifier = nn.Linear(c_prev, config.num_classes)
+        # 1e-3 x N(0, 1): near-uniform mixtures at the start, as in the paper.
+        shape = (config.edges, len(config.primitives))
+        self.alphas_normal = nn.Parameter(1e-3 * torch.randn(shape))
+        self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        normal = torch.softmax(self.alphas_normal, dim=-1)
+        reduce = torch.softmax(self.alphas_reduce, dim=-1)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal, self.fast)
+        return self.classifier(s1.mean((2, 3)))
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(self(x), y)
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alphas_normal, self.alphas_reduce]
+
+    def named_weight_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """Every parameter but the alphas: what the weight optimiser trains."""
+        for name, p in self.named_parameters():
+            if not name.startswith(ALPHA_PREFIX):
+                yield name, p
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for _, p in self.named_weight_parameters()]
+
+    def genotype(self) -> Genotype:
+        return derive_genotype(self.alphas_normal, self.alphas_reduce, self.config.steps, self.config.primitives)

@@ -1,0 +1,191 @@
+"""The per-layer lookup table: time each distinct layer once, predict a network as the sum.
+
+Why a correction: layers timed alone run faster than inside a network (their weights and inputs
+stay in cache between runs; 8-14 % was seen here), and each call pays a fixed runtime overhead
+that a network pays once. So the prediction is `a * sum + b`, with `a` and `b` fitted by least
+squares on a few networks measured end to end (`calibrate`). Layer times are stored calibrated
+(ratio to an interleaved reference layer x that layer's baseline), so entries timed on a quiet
+minute and on a busy one agree. How good the prediction is, is measured (`validate`), not assumed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from edgenas.blocks import make_divisible
+from edgenas.latency.cache import LatencyCache, Where
+from edgenas.latency.errors import LatencyError
+from edgenas.latency.layers import LayerSpec, conv_size, network_layers
+from edgenas.latency.measurement import Measurement
+from edgenas.latency.protocol import Measurer
+from edgenas.spaces.blockstrings import BlockArgs
+from edgenas.spaces.mnas import MnasSpace, op_to_block
+from edgenas.spaces.mobilenet import NetworkConfig
+
+CHUNK = 64  # layers per measuring process: progress is stored chunk by chunk
+
+
+class LatencyLUT:
+    """Layer latencies for one backend, device and network configuration, with its correction."""
+
+    def __init__(self, measurer: Measurer, cache: LatencyCache, config: NetworkConfig, resolution: int,
+                 name: str = "mnas") -> None:
+        self.measurer = measurer
+        self.cache = cache
+        self.config = config
+        self.resolution = resolution
+        self.name = f"{name}@{resolution}:classes={config.num_classes}:in={config.in_channels}"
+        base = measurer.where
+        self.where = Where(base.backend, base.device, base.runtime,
+                           f"{base.setting};act={config.act};ref=layer")
+        self._table = cache.get_layers(self.where)
+        self.correction: dict[str, Any] | None = cache.get_correction(self.name, self.where)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def layers(self, arch: str) -> list[LayerSpec]:
+        return network_layers(arch, self.config, self.resolution)
+
+    def missing(self, specs: Iterable[LayerSpec]) -> list[LayerSpec]:
+        """The distinct layers not yet in the table, in first-seen order."""
+        seen: dict[tuple[str, str], LayerSpec] = {}
+        for spec in specs:
+            key = (spec.key, spec.shape_key)
+            if key not in self._table and key not in seen:
+                seen[key] = spec
+        return list(seen.values())
+
+    def fill(self, specs: Iterable[LayerSpec], progress: Callable[[int], None] | None = None) -> int:
+        """Time every missing layer among `specs` and store it; returns how many were timed."""
+        todo = self.missing(specs)
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start : start + CHUNK]
+            entries = [(spec.build(self.config).eval(), spec.input_shape, spec.key) for spec in chunk]
+            for index, result in self.measurer.measure_many(entries, reference="layer"):
+                spec = chunk[index]
+                if isinstance(result, Exception):
+                    raise LatencyError(f"cannot time layer {spec.key} at {spec.shape_key}: {result}")
+                self.cache.put_layer(spec.key, spec.shape_key, self.where, result.latency_ms, result.to_dict())
+                self._table[(spec.key, spec.shape_key)] = result.latency_ms
+                if progress:
+                    progress(1)
+        return len(todo)
+
+    def layer_sum(self, arch: str, fill: bool = True) -> float:
+        """Sum of the stored layer latencies of `arch` (timing missing layers first if `fill`)."""
+        specs = self.layers(arch)
+        if fill:
+            self.fill(specs)
+        try:
+            return sum(self._table[(spec.key, spec.shape_key)] for spec in specs)
+        except KeyError as missing:
+            raise LatencyError(f"layer {missing} is not in the LUT; run 'edgenas latency lut build'") from None
+
+    def calibrate(self, archs: Sequence[str], measured_ms: Sequence[float]) -> dict[str, Any]:
+        """Fit `measured = a * sum + b` on networks measured end to end, store and return it.
+
+        With fewer than 3 networks only the scale `a` is fitted (b = 0).
+        """
+        if len(archs) != len(measured_ms) or not archs:
+            raise LatencyError("calibration needs at least one end-to-end measurement per architecture")
+        sums = np.array([self.layer_sum(arch) for arch in archs])
+        measured = np.array(measured_ms, dtype=float)
+        if len(archs) >= 3:
+            a, b = np.polyfit(sums, measured, 1)
+        else:
+            a, b = float(np.sum(measured * sums) / np.sum(sums * sums)), 0.0
+        residual = measured - (a * sums + b)
+        self.correction = {
+            "a": float(a), "b": float(b), "n": len(archs), "archs": list(archs),
+            "measured_ms": measured.tolist(), "layer_sums_ms": sums.tolist(),
+            "rmse_ms": float(np.sqrt(np.mean(residual**2))), "fitted": time.time(),
+        }
+        self.cache.put_correction(self.name, self.where, self.correction)
+        return self.correction
+
+    def predict(self, arch: str) -> float:
+        """Predicted end-to-end latency (ms) of `arch`: a * layer sum + b."""
+        if self.correction is None:
+            raise LatencyError("the LUT has no end-to-end correction yet; calibrate it on a few "
+                               "measured networks (edgenas latency lut build does this)")
+        return self.correction["a"] * self.layer_sum(arch) + self.correction["b"]
+
+    def prediction(self, arch: str) -> Measurement:
+        """The prediction as a Measurement (source 'lut', no runs), for code that wants one type."""
+        total = self.layer_sum(arch)
+        value = self.predict(arch)
+        status = self.measurer.status
+        return Measurement(
+            median_ms=value, p10_ms=value, p90_ms=value, runs=0, backend=self.where.backend,
+            device=status.device, runtime=status.runtime, where="lut", what=arch,
+            input_shape=(1, self.config.in_channels, self.resolution, self.resolution),
+            threads=self.measurer.protocol.threads, source="lut", calibrated_ms=value,
+            extra={"layer_sum_ms": total, "correction": {k: self.correction[k] for k in ("a", "b", "n")}},
+        )
+
+
+def space_layers(space: MnasSpace) -> list[LayerSpec]:
+    """Every distinct layer any architecture of the MnasNet space can contain (for a full build)."""
+    config = space.config
+    net = config.network
+    stem = BlockArgs("cn", 1, 3, net.stem_stride, net.stem_channels)
+    found: dict[tuple[str, str], LayerSpec] = {}
+
+    def add(spec: LayerSpec) -> None:
+        found.setdefault((spec.key, spec.shape_key), spec)
+
+    size = config.resolution
+    add(LayerSpec("stem", net.in_channels, net.stem_channels, (1, net.in_channels, size, size), stem))
+    size = conv_size(size, net.stem_stride)
+    widths = {net.stem_channels}
+    for block_index, base in enumerate(config.base_stages):
+        outs = sorted({make_divisible(base.channels * w) for w in config.width_multipliers})
+        layer_choices = space.block_decisions(block_index)[5].choices
+        repeats = base.repeats + max(layer_choices)
+        after = conv_size(size, base.stride)
+        for op in config.ops:
+            block_type, expansion = op_to_block(op)
+            for kernel in config.kernels:
+                for se in config.se_ratios:
+                    for skip in config.skips:
+                        for out in outs:
+                            args = BlockArgs(block_type, 1, kernel, base.stride, out, expansion, float(se), skip)
+                            for cin in sorted(widths):
+                                add(_layer(args, cin, size))
+                            if repeats > 1:
+                                add(_layer(BlockArgs(block_type, 1, kernel, 1, out, expansion, float(se), skip),
+                                           out, after))
+        size = after
+        widths = set(outs)
+    for cin in sorted(widths):
+        add(LayerSpec("head", cin, net.head_channels, (1, cin, size, size)))
+    add(LayerSpec("classifier", net.head_channels, net.num_classes, (1, net.head_channels, size, size)))
+    return list(found.values())
+
+
+def _layer(args: BlockArgs, in_channels: int, size: int) -> LayerSpec:
+    spec = network_layers([args], NetworkConfig(stem_channels=in_channels, stem_stride=1), size)[1]
+    return spec
+
+
+def accuracy_report(measured_ms: Sequence[float], predicted_ms: Sequence[float]) -> dict[str, float]:
+    """How well predictions match measurements: shares within +-5 % and +-10 %, RMSE, Kendall's tau."""
+    measured = np.asarray(measured_ms, dtype=float)
+    predicted = np.asarray(predicted_ms, dtype=float)
+    relative = np.abs(predicted - measured) / measured
+    tau = kendalltau(measured, predicted).statistic if len(measured) > 1 else float("nan")
+    return {
+        "n": int(len(measured)),
+        "within_5pct": float(np.mean(relative <= 0.05)),
+        "within_10pct": float(np.mean(relative <= 0.10)),
+        "rmse_ms": float(np.sqrt(np.mean((predicted - measured) ** 2))),
+        "mean_abs_pct": float(100 * np.mean(relative)),
+        "max_abs_pct": float(100 * np.max(relative)),
+        "kendall_tau": float(tau),
+    }

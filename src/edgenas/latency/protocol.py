@@ -1,0 +1,220 @@
+"""The measuring protocol: warm-up, many timed runs, median with p10/p90, an interleaved reference.
+
+`Measurer` owns one backend, a scratch folder and the reference models. For each candidate it
+writes the backend's model file, times it in a fresh pinned process in alternation with a
+reference (A B A B ...), and re-measures when the spread is too wide. The reported calibrated
+figure is the median candidate/reference ratio times the reference's baseline: the reference's
+own median latency, measured once per device and runtime (the lowest of a few medians, that is
+the quietest the machine was), and kept in the cache.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from torch import nn
+
+from edgenas.errors import UserError
+from edgenas.latency.backends.base import Backend, BackendStatus, RawTiming, TimingItem, TimingJob
+from edgenas.latency.cache import LatencyCache, Where
+from edgenas.latency.errors import LatencyError
+from edgenas.latency.measurement import Measurement, Summary, split_half_disagreement, summarize_interleaved
+from edgenas.latency.reference import layer_reference, network_reference
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How to time: warm-up and timed runs, threads, core (None: quietest), re-measure rules.
+
+    A measurement whose two halves disagree by more than `max_disagreement` (relative) is taken
+    again with twice the runs, up to `retries` times; the steadiest attempt is kept.
+    """
+
+    warmup: int = 10
+    runs: int = 50
+    threads: int = 1
+    core: int | None = None
+    max_disagreement: float = 0.02
+    retries: int = 2
+    max_seconds: float = 60.0
+    baseline_repeats: int = 3
+
+    def __post_init__(self) -> None:
+        if self.runs < 1 or self.warmup < 0 or self.threads < 1:
+            raise LatencyError(f"runs must be >= 1, warm-up >= 0 and threads >= 1 (got runs={self.runs}, "
+                               f"warmup={self.warmup}, threads={self.threads})")
+
+
+@dataclass
+class _Reference:
+    name: str
+    item: TimingItem
+    baseline_ms: float
+
+
+Entry = tuple[nn.Module, Sequence[int], str]  # model, input shape, what it is (for the record)
+
+
+class Measurer:
+    """Measures models on one backend with the interleaved protocol."""
+
+    def __init__(self, backend: Backend, protocol: Protocol | None = None,
+                 cache: LatencyCache | None = None) -> None:
+        self.backend = backend
+        self.protocol = protocol or Protocol()
+        self.cache = cache
+        self._scratch = tempfile.TemporaryDirectory(prefix="edgenas-latency-")
+        self._references: dict[str, _Reference] = {}
+        self._baselines: dict[str, float] = {}
+        self._status: BackendStatus | None = None
+        self._count = 0
+
+    def close(self) -> None:
+        self._scratch.cleanup()
+
+    @property
+    def status(self) -> BackendStatus:
+        if self._status is None:
+            self._status = self.backend.require()
+        return self._status
+
+    @property
+    def where(self) -> Where:
+        """The cache key part for baselines: backend, device, runtime, threads."""
+        return Where(self.backend.name, self.status.device, self.status.runtime,
+                     f"threads={self.protocol.threads}")
+
+    def _file(self, model: nn.Module, input_shape: Sequence[int], stem: str) -> TimingItem:
+        self._count += 1
+        path = Path(self._scratch.name) / f"{stem}{self._count}{self.backend.suffix}"
+        return TimingItem(self.backend.prepare(model, input_shape, path), tuple(input_shape))
+
+    # --- references -------------------------------------------------------------------------
+    def reference(self, kind: str | None, input_shape: Sequence[int]) -> _Reference | None:
+        """The reference for `kind` ('network', 'layer' or None) and this input shape, with its baseline."""
+        if kind is None:
+            return None
+        if kind == "network":
+            made = network_reference(input_shape)
+            if made is None:
+                made = layer_reference()
+        elif kind == "layer":
+            made = layer_reference()
+        else:
+            raise LatencyError(f"unknown reference '{kind}'; use 'network', 'layer' or none")
+        name, model, shape = made
+        if name not in self._references:
+            item = self._file(model, shape, "reference")
+            self._references[name] = _Reference(name, item, self.baseline(name, item))
+        return self._references[name]
+
+    def baseline(self, name: str, item: TimingItem) -> float:
+        """The reference's latency when the machine was quietest: the lowest of a few medians, cached."""
+        if name in self._baselines:
+            return self._baselines[name]
+        stored = self.cache.get_baseline(name, self.where) if self.cache is not None else None
+        if stored is None:
+            medians = []
+            for _ in range(self.protocol.baseline_repeats):
+                raw = next(iter(self.backend.run(self._job([item], None, self.protocol.runs))))
+                if raw.error:
+                    raise LatencyError(f"cannot time the reference model {name}: {raw.error}")
+                medians.append(Summary.of(raw.candidate_ms).median)
+            stored = min(medians)
+            if self.cache is not None:
+                self.cache.put_baseline(name, self.where, stored, {"medians_ms": medians})
+        self._baselines[name] = stored
+        return stored
+
+    def _job(self, items: Sequence[TimingItem], reference: _Reference | TimingItem | None, runs: int) -> TimingJob:
+        ref_item = reference.item if isinstance(reference, _Reference) else reference
+        p = self.protocol
+        return TimingJob(list(items), ref_item, p.warmup, runs, p.threads, p.core, p.max_seconds)
+
+    # --- measuring --------------------------------------------------------------------------
+    def measure(self, model: nn.Module, input_shape: Sequence[int], what: str = "",
+                reference: str | None = "network") -> Measurement:
+        """One model, end to end; raises LatencyError with the reason if it cannot be measured."""
+        result = next(self.measure_many([(model, input_shape, what)], reference))[1]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def measure_many(self, entries: Sequence[Entry], reference: str | None = "network",
+                     progress: Callable[[int], None] | None = None,
+                     ) -> Iterator[tuple[int, Measurement | LatencyError]]:
+        """Measure several models in one measuring process, yielding (index, result) as each ends.
+
+        A model that fails (export rejected, runtime error) yields a LatencyError, not an exception.
+        All entries share the reference of the first entry's input shape.
+        """
+        if not entries:
+            return
+        ref = self.reference(reference, entries[0][1])
+        items: dict[int, TimingItem] = {}
+        for index, (model, shape, what) in enumerate(entries):
+            try:
+                items[index] = self._file(model, shape, "model")
+            except UserError as error:
+                yield index, LatencyError(f"cannot prepare {what or 'the model'} for {self.backend.name}: {error}")
+        best: dict[int, tuple[RawTiming, int]] = {}
+        pending = sorted(items)
+        runs = self.protocol.runs
+        for attempt in range(1, self.protocol.retries + 2):
+            job = self._job([items[i] for i in pending], ref, runs)
+            for raw in self.backend.run(job):
+                index = pending[raw.index]
+                if raw.error:
+                    if index not in best:
+                        best[index] = (raw, attempt)
+                    continue
+                old = best.get(index)
+                if old is None or old[0].error or _spread(raw) < _spread(old[0]):
+                    best[index] = (raw, attempt)
+            noisy = [i for i in pending if not best[i][0].error and _spread(best[i][0]) > self.protocol.max_disagreement]
+            done = [i for i in pending if i not in noisy]
+            for index in done:
+                yield index, self._result(best[index], entries[index], ref, attempt, False)
+                if progress:
+                    progress(index)
+            pending = noisy
+            runs *= 2
+            if not pending:
+                break
+        for index in pending:
+            yield index, self._result(best[index], entries[index], ref, self.protocol.retries + 1, True)
+            if progress:
+                progress(index)
+
+    def _result(self, best: tuple[RawTiming, int], entry: Entry, ref: _Reference | None, attempts: int,
+                noisy: bool) -> Measurement | LatencyError:
+        raw, _ = best
+        _, shape, what = entry
+        if raw.error:
+            return LatencyError(f"{self.backend.name} could not run {what or 'the model'}: {raw.error}")
+        candidate = Summary.of(raw.candidate_ms)
+        measurement = Measurement(
+            median_ms=candidate.median, p10_ms=candidate.p10, p90_ms=candidate.p90, runs=candidate.n,
+            backend=self.backend.name, device=self.status.device, runtime=self.status.runtime,
+            where=raw.where, what=what, input_shape=tuple(shape), threads=self.protocol.threads,
+            warmup=self.protocol.warmup, attempts=attempts, noisy=noisy,
+        )
+        if ref is not None and raw.reference_ms:
+            _, ref_summary, ratio = summarize_interleaved(raw.candidate_ms, raw.reference_ms)
+            measurement = replace(
+                measurement, reference=ref.name, reference_median_ms=ref_summary.median,
+                reference_ratio=ratio.median, ratio_p10=ratio.p10, ratio_p90=ratio.p90,
+                reference_baseline_ms=ref.baseline_ms, calibrated_ms=ratio.median * ref.baseline_ms,
+            )
+        measurement.extra["split_half"] = round(_spread(raw), 5)
+        return measurement
+
+
+def _spread(raw: RawTiming) -> float:
+    """The split-half disagreement of what will be reported (see `split_half_disagreement`)."""
+    if raw.error or not raw.candidate_ms:
+        return float("inf")
+    return split_half_disagreement(raw.candidate_ms, raw.reference_ms or None)

@@ -1,0 +1,81 @@
+"""The timing loop, shared by the local measuring subprocess and the ssh board script.
+
+Standalone on purpose (standard library only, no edgenas imports): the ssh backend copies this
+file to the board and runs it with the board's own Python, so the board times models exactly as
+this machine does. A job is a dict: {"runtime", "threads", "core", "warmup", "runs",
+"max_seconds", "items": [{"path", "input_shape"}], "reference": {"path", "input_shape"} | null}.
+`core` -1 means "the last core this process may use".
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+
+
+def pin(core):
+    """Pin this process to one core before any runtime starts its threads; return the core."""
+    if core is None or not hasattr(os, "sched_setaffinity"):
+        return None
+    if core == -1:
+        core = max(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def time_pairs(run, reference, warmup, runs, max_seconds):
+    """Warm-up, then `runs` timed runs, each followed by one reference run (A B A B ...), in ms.
+
+    The garbage collector is off while timing so that a collection never lands inside one run.
+    Stops early (after at least 5 pairs) once `max_seconds` have passed.
+    """
+    clock = time.perf_counter_ns
+    for _ in range(warmup):
+        run()
+        if reference is not None:
+            reference()
+    candidate_ms, reference_ms = [], []
+    deadline = time.monotonic() + max_seconds
+    gc.disable()
+    try:
+        for index in range(runs):
+            start = clock()
+            run()
+            candidate_ms.append((clock() - start) / 1e6)
+            if reference is not None:
+                start = clock()
+                reference()
+                reference_ms.append((clock() - start) / 1e6)
+            if index >= 4 and time.monotonic() > deadline:
+                break
+    finally:
+        gc.enable()
+    return candidate_ms, reference_ms
+
+
+def run_job(job, loaders, out=None):
+    """Time every item of `job`, writing one JSON line per item as it finishes."""
+    out = out or sys.stdout
+    core = pin(job.get("core"))
+    load = loaders[job["runtime"]]
+    threads = int(job.get("threads", 1))
+    reference = None
+    if job.get("reference"):
+        ref = job["reference"]
+        reference = load(ref["path"], ref["input_shape"], threads)
+    where = f"pid {os.getpid()}" + (f" on core {core}" if core is not None else "")
+    for index, item in enumerate(job["items"]):
+        record = {"index": index, "where": where}
+        try:
+            run = load(item["path"], item["input_shape"], threads)
+            candidate, refs = time_pairs(run, reference, int(job["warmup"]), int(job["runs"]),
+                                         float(job.get("max_seconds", 60.0)))
+            record.update(candidate_ms=candidate, reference_ms=refs)
+        except Exception as error:  # noqa: BLE001 - reported per item; the caller decides
+            lines = str(error).strip().splitlines()
+            record["error"] = f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+        out.write(json.dumps(record) + "\n")
+        out.flush()

@@ -1,0 +1,262 @@
+"""Proxy training: score an architecture by training it briefly on a held-out split.
+
+MnasNet ranks candidates by a short training on a proxy task rather than by full training;
+what matters is that the *ranking* is stable and that a bad candidate costs one failed trial,
+never the search. So this evaluator:
+
+- builds the candidate with the search space's `build`, seeded, so the same arch + seed gives
+  the same accuracy on CPU (bit for bit);
+- trains it on a seeded, class-stratified train part of a dataset subset and reports accuracy on
+  the held-out part (never the dataset's test split, which stays for final reporting);
+- re-estimates BatchNorm statistics on training batches before validating: after a few hundred
+  steps the running averages (momentum 0.01, as in MnasNet) are still far from the weights'
+  real statistics and validation accuracy would read ~chance for every candidate;
+- asks an optional latency collaborator for the target latency (any object with
+  `.latency(arch)` returning something with `median_ms`, e.g. `edgenas.latency`'s);
+- turns NaN loss, out of memory, a latency failure or any exception into
+  `TrialResult.failed(reason)`.
+
+It is constructible from a plain dict (`ProxyTrainingEvaluator.from_dict`) and picklable (the
+loaded data is dropped and re-read in the worker), so a Ray worker can build its own.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import traceback
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from edgenas.data import Augment, BatchLoader, ImageDataset, load_dataset
+from edgenas.errors import UserError
+from edgenas.evaluation import TrialResult
+from edgenas.modelinfo import count_macs, count_params
+from edgenas.training.loop import TrainConfig, TrainingDiverged, evaluate, train
+
+
+class LatencySource(Protocol):
+    """What the evaluator needs from the latency subsystem."""
+
+    def latency(self, arch: str) -> Any: ...  # returns an object with `median_ms`
+
+
+@dataclass
+class ProxyConfig:
+    """Everything that defines a proxy evaluation; plain values only, so it travels as a dict."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    space: str = "mnas"
+    space_options: dict[str, Any] = field(default_factory=dict)
+    subset: int | None = None  # images drawn (class-balanced) from the train split; None = all
+    val_fraction: float = 0.2  # held out from the subset for validation
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, batch_size=64, lr=0.05))
+    augment: Augment = field(default_factory=Augment)
+    eval_batch_size: int = 256
+    bn_recalibration_batches: int = 10  # 0 keeps the running averages from training
+    device: str = "auto"  # "auto": cuda when available, else cpu
+    threads: int | None = None  # torch intra-op threads for this process (None: leave as is)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train, dict):
+            self.train = TrainConfig(**self.train)
+        if isinstance(self.augment, dict):
+            self.augment = Augment(**self.augment)
+        if not 0.0 < self.val_fraction < 1.0:
+            raise UserError(f"val_fraction must lie strictly between 0 and 1, got {self.val_fraction}")
+        if self.subset is not None and self.subset < 2:
+            raise UserError(f"subset must hold at least 2 images, got {self.subset}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ProxyConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"unknown proxy settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, loader: BatchLoader, batches: int) -> None:
+    """Replace BatchNorm running statistics by their plain average over `batches` training batches.
+
+    Why: short training leaves the exponential running averages mostly at their initial values;
+    evaluating with them measures the averages, not the candidate.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches <= 0:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: equal weight to every batch
+    was_training = model.training
+    model.train()
+    try:
+        for i, (images, _) in enumerate(loader):
+            if i >= batches:
+                break
+            model(images)
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+        model.train(was_training)
+
+
+class ProxyTrainingEvaluator:
+    """Accuracy by short training, latency from a collaborator; failures become failed trials."""
+
+    def __init__(
+        self,
+        config: ProxyConfig | None = None,
+        *,
+        latency: LatencySource | None = None,
+        dataset: ImageDataset | None = None,
+        progress: bool = False,
+    ) -> None:
+        """`dataset` (optional) replaces loading `config.dataset` (a caller that already holds it)."""
+        self.config = config or ProxyConfig()
+        self.latency_source = latency
+        self.progress = progress
+        self._given_dataset = dataset
+        self._parts: tuple[ImageDataset, ImageDataset] | None = None
+        self._space = None
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, latency: LatencySource | None = None) -> ProxyTrainingEvaluator:
+        return cls(ProxyConfig.from_dict(values), latency=latency)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+    # Pickling sends the settings and the collaborator, not tensors: the worker reloads the data.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_parts"] = None
+        state["_space"] = None
+        return state
+
+    # ---- lazily prepared pieces -------------------------------------------------------------
+    def parts(self) -> tuple[ImageDataset, ImageDataset]:
+        """(train part, validation part): a seeded subset of the train split, split by class."""
+        if self._parts is None:
+            cfg = self.config
+            data = self._given_dataset or load_dataset(cfg.dataset, "train", cfg.data_dir)
+            if cfg.subset is not None:
+                data = data.subset(cfg.subset, cfg.seed)
+            self._parts = data.split(1.0 - cfg.val_fraction, cfg.seed)
+        return self._parts
+
+    @property
+    def space(self):
+        """The search space, fitted to the dataset's resolution, channels and classes."""
+        if self._space is None:
+            from edgenas.spaces import get_space
+
+            train_part, _ = self.parts()
+            c, h, _w = train_part.shape
+            options = {"resolution": h, "num_classes": train_part.num_classes, "in_channels": c}
+            options.update(self.config.space_options)
+            self._space = get_space(self.config.space, **options)
+        return self._space
+
+    def prepare(self) -> None:
+        """Load the data and build the space now (raises UserError for bad settings)."""
+        _ = self.space
+
+    # ---- the evaluation ---------------------------------------------------------------------
+    def evaluate(self, arch: str) -> TrialResult:
+        """Proxy-train `arch` and return its validation accuracy (and latency); never raises."""
+        started = time.perf_counter()
+        try:
+            return self._evaluate(arch, started)
+        except TrainingDiverged as error:
+            return TrialResult.failed(f"diverged: {error}", seconds=time.perf_counter() - started)
+        except (torch.OutOfMemoryError, MemoryError) as error:
+            _release_memory()
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            return TrialResult.failed(f"out of memory: {first}", seconds=time.perf_counter() - started)
+        except UserError as error:
+            return TrialResult.failed(str(error), seconds=time.perf_counter() - started)
+        except Exception as error:  # noqa: BLE001 - a candidate's failure must not end the search
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            return TrialResult.failed(
+                f"{type(error).__name__}: {error} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})",
+                seconds=time.perf_counter() - started,
+            )
+
+    def _evaluate(self, arch: str, started: float) -> TrialResult:
+        cfg = self.config
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = resolve_device(cfg.device)
+        train_part, val_part = self.parts()
+        space = self.space
+        torch.manual_seed(cfg.seed)
+        model = space.build(arch)
+        c, h, w = train_part.shape
+        metrics: dict[str, Any] = {
+            "params": count_params(model),
+            "macs": count_macs(model, (1, c, h, w)),
+        }
+        latency_ms = None
+        if self.latency_source is not None:
+            latency_ms = self._latency(arch, metrics)
+            if isinstance(latency_ms, TrialResult):
+                return latency_ms
+        loader = BatchLoader(train_part, cfg.train.batch_size, augment=cfg.augment, device=device,
+                             seed=cfg.seed, drop_last=len(train_part) > cfg.train.batch_size)
+        stats = train(model, loader, cfg.train, progress=self.progress, description="proxy training")
+        if cfg.bn_recalibration_batches:
+            plain = BatchLoader(train_part, cfg.train.batch_size, device=device, seed=cfg.seed + 1,
+                                mean=loader.mean, std=loader.std)
+            recalibrate_batchnorm(model, plain, cfg.bn_recalibration_batches)
+        val_loader = BatchLoader(val_part, cfg.eval_batch_size, shuffle=False, device=device,
+                                 mean=loader.mean, std=loader.std)
+        accuracy, val_loss = evaluate(model, val_loader)
+        metrics.update(
+            train_seconds=stats.seconds,
+            train_steps=stats.steps,
+            train_images=stats.images,
+            images_per_second=stats.images_per_second,
+            train_loss=stats.train_loss,
+            train_accuracy=stats.train_accuracy,
+            val_loss=val_loss,
+            val_images=len(val_part),
+            seconds=time.perf_counter() - started,
+            device=str(device),
+        )
+        return TrialResult(accuracy=accuracy, latency_ms=latency_ms, metrics=metrics)
+
+    def _latency(self, arch: str, metrics: dict[str, Any]) -> float | TrialResult:
+        assert self.latency_source is not None
+        try:
+            measured = self.latency_source.latency(arch)
+            median = float(measured.median_ms)
+        except Exception as error:  # noqa: BLE001 - a device failure is this trial's failure
+            return TrialResult.failed(f"latency: {type(error).__name__}: {error}", **metrics)
+        value = float(getattr(measured, "latency_ms", median))
+        metrics["latency_median_ms"] = median
+        if hasattr(measured, "to_dict"):
+            metrics["latency"] = measured.to_dict()
+        return value
+
+
+def _release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

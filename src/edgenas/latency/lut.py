@@ -34,15 +34,16 @@ class LatencyLUT:
     """Layer latencies for one backend, device and network configuration, with its correction."""
 
     def __init__(self, measurer: Measurer, cache: LatencyCache, config: NetworkConfig, resolution: int,
-                 name: str = "mnas") -> None:
+                 name: str = "mnas", reference: str = "layer") -> None:
         self.measurer = measurer
         self.cache = cache
         self.config = config
         self.resolution = resolution
         self.name = f"{name}@{resolution}:classes={config.num_classes}:in={config.in_channels}"
+        self.reference = reference
         base = measurer.where
         self.where = Where(base.backend, base.device, base.runtime,
-                           f"{base.setting};act={config.act};ref=layer")
+                           f"{base.setting};act={config.act};ref={reference}")
         self._table = cache.get_layers(self.where)
         self.correction: dict[str, Any] | None = cache.get_correction(self.name, self.where)
 
@@ -67,7 +68,7 @@ class LatencyLUT:
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
             entries = [(spec.build(self.config).eval(), spec.input_shape, spec.key) for spec in chunk]
-            for index, result in self.measurer.measure_many(entries, reference="layer"):
+            for index, result in self.measurer.measure_many(entries, reference=self.reference):
                 spec = chunk[index]
                 if isinstance(result, Exception):
                     raise LatencyError(f"cannot time layer {spec.key} at {spec.shape_key}: {result}")

@@ -44,6 +44,8 @@ class Measurement:
     calibrated_ms: float | None = None
     attempts: int = 1
     noisy: bool = False
+    clock: str = "wall"  # "cpu": process CPU time per run (one thread, pinned); "wall": elapsed time
+    wall_median_ms: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

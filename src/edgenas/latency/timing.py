@@ -26,34 +26,40 @@ def pin(core):
     return core
 
 
-def time_pairs(run, reference, warmup, runs, max_seconds):
-    """Warm-up, then `runs` timed runs, each followed by one reference run (A B A B ...), in ms.
+def _timed(function, wall, cpu):
+    """Run once; append wall-clock and CPU time (ms) of this process to the two lists."""
+    start_wall, start_cpu = time.perf_counter_ns(), time.process_time_ns()
+    function()
+    cpu.append((time.process_time_ns() - start_cpu) / 1e6)
+    wall.append((time.perf_counter_ns() - start_wall) / 1e6)
 
-    The garbage collector is off while timing so that a collection never lands inside one run.
-    Stops early (after at least 5 pairs) once `max_seconds` have passed.
+
+def time_pairs(run, reference, warmup, runs, max_seconds):
+    """Warm-up, then `runs` timed runs, each followed by one reference run (A B A B ...).
+
+    Returns {"candidate_ms", "reference_ms", "candidate_cpu_ms", "reference_cpu_ms"}: wall-clock
+    and process CPU time of every run. With one runtime thread pinned to one core, CPU time is
+    the wall time minus the time the core was lent to other processes, which is what makes a
+    shared machine usable. The garbage collector is off while timing so that a collection never
+    lands inside one run. Stops early (after at least 5 pairs) once `max_seconds` have passed.
     """
-    clock = time.perf_counter_ns
     for _ in range(warmup):
         run()
         if reference is not None:
             reference()
-    candidate_ms, reference_ms = [], []
+    out = {"candidate_ms": [], "reference_ms": [], "candidate_cpu_ms": [], "reference_cpu_ms": []}
     deadline = time.monotonic() + max_seconds
     gc.disable()
     try:
         for index in range(runs):
-            start = clock()
-            run()
-            candidate_ms.append((clock() - start) / 1e6)
+            _timed(run, out["candidate_ms"], out["candidate_cpu_ms"])
             if reference is not None:
-                start = clock()
-                reference()
-                reference_ms.append((clock() - start) / 1e6)
+                _timed(reference, out["reference_ms"], out["reference_cpu_ms"])
             if index >= 4 and time.monotonic() > deadline:
                 break
     finally:
         gc.enable()
-    return candidate_ms, reference_ms
+    return out
 
 
 def run_job(job, loaders, out=None):
@@ -71,9 +77,8 @@ def run_job(job, loaders, out=None):
         record = {"index": index, "where": where}
         try:
             run = load(item["path"], item["input_shape"], threads)
-            candidate, refs = time_pairs(run, reference, int(job["warmup"]), int(job["runs"]),
-                                         float(job.get("max_seconds", 60.0)))
-            record.update(candidate_ms=candidate, reference_ms=refs)
+            record.update(time_pairs(run, reference, int(job["warmup"]), int(job["runs"]),
+                                     float(job.get("max_seconds", 60.0))))
         except Exception as error:  # noqa: BLE001 - reported per item; the caller decides
             lines = str(error).strip().splitlines()
             record["error"] = f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]

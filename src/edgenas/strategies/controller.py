@@ -51,7 +51,12 @@ class ControllerPolicy(nn.Module):
         return logits
 
     def _steps(self, batch: int, choose):
-        """Run the LSTM over every decision; `choose(step, logits)` returns the chosen indices."""
+        """Run the LSTM over every decision.
+
+        `choose(step, log_probs)` returns the chosen index per row, given the [B, n] log-probabilities
+        of that step. (Plain log-softmax rather than torch.distributions: sampling happens on every
+        ask, and the distribution objects cost more than the LSTM itself.)
+        """
         x = self.start.expand(batch, -1)
         state = None
         log_prob = torch.zeros(batch)
@@ -60,10 +65,10 @@ class ControllerPolicy(nn.Module):
         for step in range(len(self.num_choices)):
             h, c = self.lstm(x, state)
             state = (h, c)
-            dist = torch.distributions.Categorical(logits=self._logits(step, h))
-            index = choose(step, dist)
-            log_prob = log_prob + dist.log_prob(index)
-            entropy = entropy + dist.entropy()
+            log_probs = torch.log_softmax(self._logits(step, h), dim=-1)
+            index = choose(step, log_probs)
+            log_prob = log_prob + log_probs.gather(1, index.unsqueeze(1)).squeeze(1)
+            entropy = entropy - (log_probs.exp() * log_probs).sum(-1)
             chosen.append(index)
             x = self.embeddings[step](index)
         return torch.stack(chosen, dim=1), log_prob, entropy
@@ -72,8 +77,8 @@ class ControllerPolicy(nn.Module):
     def sample(self, generator: torch.Generator | None = None) -> tuple[tuple[int, ...], float]:
         """One architecture (an index per decision) and its log-probability under the policy."""
 
-        def draw(step: int, dist: torch.distributions.Categorical) -> torch.Tensor:
-            return torch.multinomial(dist.probs, 1, generator=generator).squeeze(1)
+        def draw(step: int, log_probs: torch.Tensor) -> torch.Tensor:
+            return torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(1)
 
         indices, log_prob, _ = self._steps(1, draw)
         return tuple(int(i) for i in indices[0]), float(log_prob[0])
@@ -81,7 +86,7 @@ class ControllerPolicy(nn.Module):
     def evaluate(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probability and entropy (summed over decisions) of a batch [B, D] of architectures."""
         indices = indices.long()
-        _, log_prob, entropy = self._steps(indices.shape[0], lambda step, dist: indices[:, step])
+        _, log_prob, entropy = self._steps(indices.shape[0], lambda step, lp: indices[:, step])
         return log_prob, entropy
 
     @torch.no_grad()
@@ -90,8 +95,8 @@ class ControllerPolicy(nn.Module):
         forced = torch.tensor([list(indices)])
         probs: list[torch.Tensor] = []
 
-        def record(step: int, dist: torch.distributions.Categorical) -> torch.Tensor:
-            probs.append(dist.probs[0].clone())
+        def record(step: int, log_probs: torch.Tensor) -> torch.Tensor:
+            probs.append(log_probs[0].exp())
             return forced[:, step]
 
         self._steps(1, record)

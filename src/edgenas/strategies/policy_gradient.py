@@ -75,6 +75,7 @@ class PolicyGradientStrategy(Strategy):
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr)
         self.generator = torch.Generator().manual_seed(seed)
         self.baseline: float | None = None
+        self.reward_count, self.reward_mean, self.reward_m2 = 0, 0.0, 0.0  # Welford's running variance
         self.batch: list[tuple[tuple[int, ...], float, float]] = []  # (indices, reward, old log-prob)
         self.pending: dict[str, list[float]] = {}  # arch -> log-probs at ask time, oldest first
         self.updates = 0
@@ -107,8 +108,18 @@ class PolicyGradientStrategy(Strategy):
         mean = float(rewards.mean())
         baseline = mean if self.baseline is None else self.baseline
         advantage = rewards - baseline
-        if self.normalize_advantages and len(self.batch) > 1:
-            advantage = advantage / (rewards.std() + 1e-8)
+        # Advantages are measured in units of the spread of every reward seen so far, so one
+        # learning rate fits any reward scale. Not the batch's spread, nor a moving one: a
+        # converging policy draws batches of nearly one architecture, and dividing by their
+        # vanishing spread would make each step larger exactly when it should settle.
+        for r in self.batch:
+            self.reward_count += 1
+            delta = r[1] - self.reward_mean
+            self.reward_mean += delta / self.reward_count
+            self.reward_m2 += delta * (r[1] - self.reward_mean)
+        if self.normalize_advantages and self.reward_count > 1:
+            std = (self.reward_m2 / (self.reward_count - 1)) ** 0.5
+            advantage = advantage / (std + 1e-8)
         self.update(indices, advantage, old_log_prob)
         self.baseline = self.baseline_decay * baseline + (1 - self.baseline_decay) * mean
         self.batch = []
@@ -130,6 +141,7 @@ class PolicyGradientStrategy(Strategy):
             optimizer=self.optimizer.state_dict(),
             generator=self.generator.get_state(),
             baseline=self.baseline,
+            reward_stats=[self.reward_count, self.reward_mean, self.reward_m2],
             batch=[[list(ind), reward, logp] for ind, reward, logp in self.batch],
             pending={arch: list(logps) for arch, logps in self.pending.items()},
             updates=self.updates,
@@ -142,6 +154,8 @@ class PolicyGradientStrategy(Strategy):
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.baseline = None if state["baseline"] is None else float(state["baseline"])
+        count, mean, m2 = state["reward_stats"]
+        self.reward_count, self.reward_mean, self.reward_m2 = int(count), float(mean), float(m2)
         self.batch = [(tuple(int(i) for i in ind), float(r), float(lp)) for ind, r, lp in state["batch"]]
         self.pending = {arch: [float(x) for x in logps] for arch, logps in state["pending"].items()}
         self.updates = int(state["updates"])

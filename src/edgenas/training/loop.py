@@ -112,6 +112,16 @@ def logits_of(outputs: Any) -> torch.Tensor:
     return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
 
 
+def _place(model: nn.Module, loader: Any) -> torch.device:
+    """Move the model to the loader's device, and to channels-last when the loader yields it."""
+    device = _loader_device(loader, model)
+    if getattr(loader, "channels_last", False):
+        model.to(device=device, memory_format=torch.channels_last)
+    else:
+        model.to(device)
+    return device
+
+
 def _loader_device(loader: Any, model: nn.Module) -> torch.device:
     device = getattr(loader, "device", None)
     if device is not None:
@@ -144,11 +154,10 @@ def train(
       first step: set per-epoch settings there (e.g. drop-path probability = p * epoch / epochs).
     - `epoch_end_callback(epoch, model, stats)`: called after each epoch's last step (checkpoint,
       validation); `stats` holds the run so far.
-    - The model moves to `loader.device`. `torch.manual_seed(config.seed)` is set first so dropout
-      and drop-path draws repeat. A NaN/inf loss raises `TrainingDiverged`.
+    - The model moves to `loader.device` (and to channels-last if `loader.channels_last`).
+      `torch.manual_seed(config.seed)` is set first so dropout and drop-path draws repeat. A NaN/inf loss raises `TrainingDiverged`.
     """
-    device = _loader_device(loader, model)
-    model.to(device)
+    device = _place(model, loader)
     model.train()
     torch.manual_seed(config.seed)
     criterion = loss_fn or nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -218,8 +227,7 @@ def _check_finite(loss_sum: torch.Tensor, step: int) -> None:
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Any) -> tuple[float, float]:
     """(accuracy as a fraction, mean cross-entropy) over every batch of `loader`, in eval mode."""
-    device = _loader_device(loader, model)
-    model.to(device)
+    device = _place(model, loader)
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device)

@@ -69,6 +69,8 @@ class RawTiming:
     candidate_ms: list[float] = field(default_factory=list)
     reference_ms: list[float] = field(default_factory=list)
     where: str = ""
+    candidate_cpu_ms: list[float] = field(default_factory=list)
+    reference_cpu_ms: list[float] = field(default_factory=list)
     error: str | None = None
 
 
@@ -148,6 +150,8 @@ class LocalBackend(Backend):
                     candidate_ms=record.get("candidate_ms", []),
                     reference_ms=record.get("reference_ms", []),
                     where=f"{self.name} {record.get('where', '')}".strip(),
+                    candidate_cpu_ms=record.get("candidate_cpu_ms", []),
+                    reference_cpu_ms=record.get("reference_cpu_ms", []),
                     error=record.get("error"),
                 )
         finally:

@@ -1,0 +1,256 @@
+"""The training loop (SGD, cosine, callbacks, divergence) and the proxy-training evaluator."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+import statistics
+import time
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+from edgenas.blocks import ConvBnAct
+from edgenas.data import Augment, BatchLoader, ImageDataset, load_dataset
+from edgenas.errors import UserError
+from edgenas.spaces.mnas import BaseStage
+from edgenas.training import TrainConfig, TrainingDiverged, cosine_lr, evaluate, train
+from edgenas.training.proxy import ProxyConfig, ProxyTrainingEvaluator, recalibrate_batchnorm
+
+torch.set_num_threads(1)
+
+# A two-block MnasNet space at 8x8: the real space and builder, small enough for a test.
+TINY_SPACE = {
+    "base_stages": (BaseStage(8, 1, 1), BaseStage(16, 1, 2)),
+    "width_multipliers": (0.5, 1.0),
+    "layer_deltas": (0, 1),
+}
+
+
+@pytest.fixture(scope="module")
+def digits8() -> ImageDataset:
+    return load_dataset("digits8")
+
+
+def small_cnn(channels: int = 1, classes: int = 10) -> nn.Module:
+    return nn.Sequential(ConvBnAct(channels, 8, 3), ConvBnAct(8, 16, 3, 2),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, classes))
+
+
+def proxy_config(**changes) -> ProxyConfig:
+    values = dict(dataset="digits8", space_options=TINY_SPACE, subset=600, val_fraction=0.25,
+                  train=TrainConfig(max_steps=40, batch_size=32, lr=0.05), eval_batch_size=128,
+                  augment=Augment(crop_padding=1), bn_recalibration_batches=5, device="cpu")
+    values.update(changes)
+    return ProxyConfig(**values)
+
+
+# ---- the loop ---------------------------------------------------------------------------------
+
+def test_cosine_schedule_endpoints_and_shape() -> None:
+    assert cosine_lr(0, 100, 0.1, 0.001) == pytest.approx(0.1)
+    assert cosine_lr(50, 100, 0.1, 0.001) == pytest.approx(0.0505)
+    assert cosine_lr(100, 100, 0.1, 0.001) == pytest.approx(0.001)
+    values = [cosine_lr(s, 100, 0.1, 0.0) for s in range(101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_train_learns_and_reports(digits8: ImageDataset) -> None:
+    train_part, val_part = digits8.split(0.8, seed=0)
+    loader = BatchLoader(train_part, 32, augment=Augment(crop_padding=1), seed=0)
+    val = BatchLoader(val_part, 256, shuffle=False, mean=loader.mean, std=loader.std)
+    torch.manual_seed(0)
+    model = small_cnn()
+    before, _ = evaluate(model, val)
+    stats = train(model, loader, TrainConfig(epochs=3, lr=0.1, label_smoothing=0.1), progress=False)
+    # MnasNet's BatchNorm momentum (0.01) leaves running averages stale after 135 steps.
+    recalibrate_batchnorm(model, BatchLoader(train_part, 64, mean=loader.mean, std=loader.std), 10)
+    after, loss = evaluate(model, val)
+    assert stats.epochs == 3 and stats.steps == 3 * len(loader)
+    assert stats.images == 3 * len(train_part) and stats.images_per_second > 0
+    assert stats.epoch_losses[-1] < stats.epoch_losses[0]
+    assert after > 0.4 and after > before + 0.25, (before, after)
+    assert math.isfinite(loss)
+
+
+def test_max_steps_runs_past_epochs_and_callbacks_fire_in_order(digits8: ImageDataset) -> None:
+    loader = BatchLoader(digits8.subset(200, seed=0), 64, drop_last=True)  # 3 batches per epoch
+    events: list[tuple[str, int]] = []
+    config = TrainConfig(epochs=1, max_steps=7, lr=0.05, min_lr=0.01)
+    stats = train(small_cnn(), loader, config, progress=True,  # the rich bar must not disturb the run
+                  epoch_callback=lambda e, m: events.append(("start", e)),
+                  epoch_end_callback=lambda e, m, s: events.append(("end", s.steps)))
+    assert stats.steps == 7 and stats.epochs == 3
+    assert events == [("start", 0), ("end", 3), ("start", 1), ("end", 6), ("start", 2), ("end", 7)]
+
+
+def test_train_is_deterministic_on_cpu(digits8: ImageDataset) -> None:
+    data = digits8.subset(256, seed=0)
+
+    def run() -> torch.Tensor:
+        torch.manual_seed(3)
+        model = nn.Sequential(small_cnn(), nn.Dropout(0.3))
+        loader = BatchLoader(data, 32, augment=Augment(crop_padding=1, flip=True, cutout=2), seed=1)
+        train(model, loader, TrainConfig(max_steps=10, seed=4), progress=False)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.equal(run(), run())
+
+
+class WithAux(nn.Module):
+    """A model that returns (logits, auxiliary logits), as DARTS' evaluation network does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = small_cnn()
+        self.aux = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+
+    def forward(self, x: torch.Tensor):
+        return self.body(x), self.aux(x)
+
+
+def test_loss_fn_handles_auxiliary_outputs(digits8: ImageDataset) -> None:
+    loader = BatchLoader(digits8.subset(256, seed=0), 32)
+    seen = []
+
+    def loss_fn(outputs, targets):
+        logits, aux = outputs
+        seen.append(aux.shape)
+        return nn.functional.cross_entropy(logits, targets) + 0.4 * nn.functional.cross_entropy(aux, targets)
+
+    model = WithAux()
+    stats = train(model, loader, TrainConfig(max_steps=20, lr=0.05), loss_fn=loss_fn, progress=False)
+    recalibrate_batchnorm(model, loader, 5)
+    accuracy, _ = evaluate(model, loader)  # reads the main logits of the tuple
+    assert seen and seen[0] == (32, 10) and stats.steps == 20
+    assert 0.2 < accuracy <= 1.0
+
+
+def test_nan_loss_raises_training_diverged(digits8: ImageDataset) -> None:
+    loader = BatchLoader(digits8.subset(256, seed=0), 32)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    with pytest.raises(TrainingDiverged, match="loss became"):
+        train(model, loader, TrainConfig(max_steps=40, lr=1e30, momentum=0.0), progress=False)
+
+
+def test_evaluate_matches_a_direct_count(digits8: ImageDataset) -> None:
+    loader = BatchLoader(digits8.subset(300, seed=0), 64, shuffle=False)
+    torch.manual_seed(0)
+    model = small_cnn().eval()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in loader:
+            correct += int((model(x).argmax(1) == y).sum())
+            total += len(y)
+    accuracy, _ = evaluate(model, loader)
+    assert accuracy == correct / total
+
+
+def test_batchnorm_recalibration_is_the_plain_average(digits8: ImageDataset) -> None:
+    loader = BatchLoader(digits8.subset(256, seed=0), 64, shuffle=False)
+    model = nn.Sequential(nn.BatchNorm2d(1, momentum=0.01), nn.Flatten(), nn.Linear(64, 10))
+    recalibrate_batchnorm(model, loader, batches=3)
+    batch_means = [x.mean().item() for i, (x, _) in enumerate(loader) if i < 3]
+    assert model[0].running_mean.item() == pytest.approx(statistics.mean(batch_means), abs=1e-5)
+    assert model[0].momentum == 0.01  # restored
+
+
+def test_train_config_rejects_bad_settings() -> None:
+    with pytest.raises(UserError):
+        TrainConfig(lr=0)
+    with pytest.raises(UserError):
+        TrainConfig(label_smoothing=1.0)
+    with pytest.raises(UserError):
+        TrainConfig(max_steps=0)
+
+
+# ---- the proxy evaluator -------------------------------------------------------------------
+
+@dataclass
+class Timed:
+    median_ms: float
+
+
+class ForwardTimer:
+    """A real latency source: times the built network's forward pass (median of 5 runs)."""
+
+    def __init__(self, space) -> None:
+        self.space = space
+
+    def latency(self, arch: str) -> Timed:
+        model = self.space.build(arch).eval()
+        x = torch.zeros(1, 1, 8, 8)
+        times = []
+        with torch.no_grad():
+            for _ in range(5):
+                start = time.perf_counter()
+                model(x)
+                times.append((time.perf_counter() - start) * 1e3)
+        return Timed(statistics.median(times))
+
+
+class DeviceGone:
+    def latency(self, arch: str):
+        raise ConnectionError("device offline")
+
+
+def test_proxy_evaluator_scores_deterministically_with_latency() -> None:
+    evaluator = ProxyTrainingEvaluator(proxy_config())
+    space = evaluator.space
+    assert space.config.resolution == 8 and space.config.network.in_channels == 1
+    arch = space.sample(random.Random(0))
+    evaluator.latency_source = ForwardTimer(space)
+    first = evaluator.evaluate(arch)
+    assert first.ok, first.error
+    assert 0.6 < first.accuracy <= 1.0  # far above 10 % chance after 40 steps
+    assert first.latency_ms is not None and first.latency_ms > 0
+    metrics = first.metrics
+    assert metrics["params"] > 0 and metrics["macs"] > 0 and metrics["train_steps"] == 40
+    assert metrics["val_images"] == 150 and metrics["train_seconds"] > 0
+    # A fresh evaluator (and one rebuilt from its plain dict, as a Ray worker would) agrees exactly.
+    again = ProxyTrainingEvaluator.from_dict(evaluator.to_dict()).evaluate(arch)
+    assert again.ok, again.error
+    assert (again.accuracy, again.metrics["train_loss"], again.metrics["val_loss"]) == (
+        first.accuracy, metrics["train_loss"], metrics["val_loss"])
+
+
+def test_proxy_evaluator_pickles_without_data() -> None:
+    evaluator = ProxyTrainingEvaluator(proxy_config(train=TrainConfig(max_steps=5, batch_size=32)))
+    arch = evaluator.space.sample(random.Random(1))
+    before = evaluator.evaluate(arch)
+    blob = pickle.dumps(evaluator)
+    assert len(blob) < 5_000  # settings only, the images are re-read in the worker
+    after = pickle.loads(blob).evaluate(arch)
+    assert before.ok and after.accuracy == before.accuracy
+
+
+def test_proxy_failures_are_results_with_reasons() -> None:
+    evaluator = ProxyTrainingEvaluator(proxy_config(train=TrainConfig(max_steps=5, batch_size=32)))
+    arch = evaluator.space.sample(random.Random(2))
+
+    too_deep = "ds_r1_k3_s2_c8 ir_r1_k3_s2_e3_c16 ir_r1_k3_s2_e3_c16 ir_r1_k3_s2_e3_c16"
+    result = evaluator.evaluate(too_deep)
+    assert not result.ok and "resolution 8" in result.error
+
+    result = evaluator.evaluate("not an arch")
+    assert not result.ok and result.error
+
+    evaluator.latency_source = DeviceGone()
+    result = evaluator.evaluate(arch)
+    assert not result.ok and result.error == "latency: ConnectionError: device offline"
+    assert result.metrics["params"] > 0
+
+    diverging = ProxyTrainingEvaluator(proxy_config(
+        train=TrainConfig(max_steps=30, batch_size=32, lr=1e30, momentum=0.0)))
+    result = diverging.evaluate(arch)
+    assert not result.ok and result.error.startswith("diverged: loss became")
+
+
+def test_proxy_config_from_dict_rejects_unknown_keys() -> None:
+    with pytest.raises(UserError, match="unknown proxy settings epochz"):
+        ProxyConfig.from_dict({"epochz": 3})
+    config = ProxyConfig.from_dict({"train": {"epochs": 2, "lr": 0.1}, "augment": {"flip": True}})
+    assert config.train.epochs == 2 and config.augment.flip

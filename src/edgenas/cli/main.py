@@ -21,6 +21,7 @@ COMMAND_GROUPS = [
     "edgenas.cli.search",
     "edgenas.cli.runs",
     "edgenas.cli.data",
+    "edgenas.cli.latency",
 ]
 
 

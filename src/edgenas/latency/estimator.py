@@ -10,16 +10,18 @@ records as a failed trial.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from edgenas.errors import UserError
 from edgenas.latency.backends import get_backend
 from edgenas.latency.cache import LatencyCache, Where
 from edgenas.latency.errors import LatencyError
-from edgenas.latency.lut import LatencyLUT
+from edgenas.latency.lut import LatencyLUT, accuracy_report
 from edgenas.latency.measurement import Measurement
 from edgenas.latency.protocol import Measurer, Protocol
 from edgenas.spaces import SearchSpace, get_space
+from edgenas.spaces.mobilenet import NetworkConfig, build_network
 
 MODES = ("measure", "lut")
 
@@ -28,7 +30,7 @@ class LatencyEstimator:
     """Latency of architectures of one space, on one backend, through the cache or the LUT."""
 
     def __init__(self, space: SearchSpace, measurer: Measurer, cache: LatencyCache, mode: str = "measure",
-                 reference: str | None = "network", calibration_archs: int = 8, seed: int = 0) -> None:
+                 reference: str | None = "network", calibration_archs: int = 12, seed: int = 0) -> None:
         if mode not in MODES:
             raise LatencyError(f"unknown latency mode '{mode}'; use one of {', '.join(MODES)}")
         config = getattr(space, "config", None)
@@ -53,10 +55,7 @@ class LatencyEstimator:
     @property
     def where(self) -> Where:
         """Cache key part of end-to-end measurements (see LatencyCache)."""
-        base = self.measurer.where
-        setting = (f"{base.setting};classes={self.network.num_classes};in={self.network.in_channels};"
-                   f"act={self.network.act};ref={self.reference or 'none'}")
-        return Where(base.backend, base.device, base.runtime, setting)
+        return measurement_where(self.measurer, self.network, self.reference)
 
     def latency(self, arch: str) -> Measurement:
         """The latency of `arch` (a Measurement; `latency_ms` is the figure to rank by)."""
@@ -73,17 +72,8 @@ class LatencyEstimator:
 
     def measure(self, arch: str, use_cache: bool = True) -> Measurement:
         """End to end: from the cache if this exact setting was measured before, else measured now."""
-        arch = self.space.canonical(arch)
-        where = self.where
-        if use_cache:
-            cached = self.cache.get(arch, self.resolution, where)
-            if cached is not None:
-                cached.source = "cache"
-                return cached
-        model = self.space.build(arch)
-        measurement = self.measurer.measure(model, self.input_shape, arch, reference=self.reference)
-        self.cache.put(arch, self.resolution, where, measurement)
-        return measurement
+        return measure_arch(self.space.canonical(arch), self.measurer, self.cache, self.network,
+                            self.resolution, self.reference, use_cache)
 
     @property
     def lut(self) -> LatencyLUT:
@@ -106,9 +96,71 @@ class LatencyEstimator:
         measured = [self.measure(arch).latency_ms for arch in archs]
         return self._lut.calibrate(archs, measured)
 
+    def validation_sample(self, n: int, seed: int = 1) -> list[str]:
+        """`n` distinct random architectures, none of them used for the LUT's calibration."""
+        rng = random.Random(f"validation-{seed}")
+        held_out = set(self.calibration_sample(self.calibration_archs))
+        archs: list[str] = []
+        for _ in range(100 * n):
+            if len(archs) == n:
+                break
+            arch = self.space.sample(rng)
+            if arch not in held_out and arch not in archs:
+                archs.append(arch)
+        return archs
+
+    def validate(self, n: int, seed: int = 1, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Measure `n` random architectures end to end and compare the LUT's predictions with them.
+
+        Returns the shares within +-5 % and +-10 %, RMSE, Kendall's tau, and every pair.
+        """
+        if n < 2:
+            raise LatencyError(f"validation needs at least 2 architectures, got {n}")
+        lut = self.lut
+        archs = self.validation_sample(n, seed)
+        lut.fill(spec for arch in archs for spec in lut.layers(arch))
+        measured, predicted = [], []
+        for arch in archs:
+            measured.append(self.measure(arch).latency_ms)
+            predicted.append(lut.predict(arch))
+            if progress:
+                progress(arch)
+        report = accuracy_report(measured, predicted)
+        report.update(backend=self.backend, device=self.measurer.status.device, resolution=self.resolution,
+                      space=self.space.name, calibration_archs=lut.correction["n"] if lut.correction else 0,
+                      lut_entries=len(lut),
+                      pairs=[{"arch": a, "measured_ms": m, "predicted_ms": p}
+                             for a, m, p in zip(archs, measured, predicted)])
+        return report
+
     def close(self) -> None:
         self.measurer.close()
         self.cache.close()
+
+
+def measurement_where(measurer: Measurer, network: NetworkConfig, reference: str | None) -> Where:
+    """The cache key part of an end-to-end measurement: backend, device, runtime and setting."""
+    base = measurer.where
+    setting = (f"{base.setting};classes={network.num_classes};in={network.in_channels};"
+               f"stem={network.stem_stride};act={network.act};ref={reference or 'none'}")
+    return Where(base.backend, base.device, base.runtime, setting)
+
+
+def measure_arch(arch: str, measurer: Measurer, cache: LatencyCache | None, network: NetworkConfig,
+                 resolution: int, reference: str | None = "network", use_cache: bool = True) -> Measurement:
+    """Measure the network of an architecture string end to end, through the cache."""
+    where = measurement_where(measurer, network, reference)
+    if use_cache and cache is not None:
+        cached = cache.get(arch, resolution, where)
+        if cached is not None:
+            cached.source = "cache"
+            return cached
+    model = build_network(arch, network, resolution)
+    shape = (1, network.in_channels, resolution, resolution)
+    measurement = measurer.measure(model, shape, arch, reference=reference)
+    if cache is not None:
+        cache.put(arch, resolution, where, measurement)
+    return measurement
 
 
 def make_latency_estimator(
@@ -121,7 +173,7 @@ def make_latency_estimator(
     warmup: int = 10,
     threads: int = 1,
     reference: str | None = "network",
-    calibration_archs: int = 8,
+    calibration_archs: int = 12,
     backend_options: dict[str, Any] | None = None,
     protocol: Protocol | None = None,
     **space_config: Any,

@@ -1,15 +1,25 @@
 """The per-layer lookup table: time each distinct layer once, predict a network as the sum.
 
-Why a correction: layers timed alone run faster than inside a network (their weights and inputs
-stay in cache between runs; 8-14 % was seen here), and each call pays a fixed runtime overhead
-that a network pays once. So the prediction is `a * sum + b`, with `a` and `b` fitted by least
-squares on a few networks measured end to end (`calibrate`). Layer times are stored calibrated
-(ratio to an interleaved reference layer x that layer's baseline), so entries timed on a quiet
-minute and on a busy one agree. How good the prediction is, is measured (`validate`), not assumed.
+Each layer is timed alone, as its own model, interleaved with the network reference (MobileNetV2
+at the network's input shape). The reference run between two layer runs evicts the layer's
+weights from the caches, as the other layers of a network do; timed back to back against a small
+reference layer instead, layers ran ~25 % faster than inside a network and the error doubled.
+Entries are stored calibrated (ratio x reference baseline), so entries timed on a quiet minute
+and on a busy one agree.
+
+Why a correction: a layer timed alone pays what a network pays once: the runtime's call overhead
+and the layout conversions at its input and output (ONNX Runtime reorders NCHW to its blocked
+layout and back), whose cost grows with the activation size. So the prediction is
+
+    latency = a * (sum of layer latencies) + c * (number of layers) + d * (input activations, M) + b
+
+fitted by least squares on a few networks measured end to end (`calibrate`; with fewer than 8,
+only `a * sum + b`). How good it is, is measured (`accuracy_report`), not assumed.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -34,7 +44,7 @@ class LatencyLUT:
     """Layer latencies for one backend, device and network configuration, with its correction."""
 
     def __init__(self, measurer: Measurer, cache: LatencyCache, config: NetworkConfig, resolution: int,
-                 name: str = "mnas", reference: str = "layer") -> None:
+                 name: str = "mnas", reference: str = "network") -> None:
         self.measurer = measurer
         self.cache = cache
         self.config = config
@@ -68,7 +78,9 @@ class LatencyLUT:
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
             entries = [(spec.build(self.config).eval(), spec.input_shape, spec.key) for spec in chunk]
-            for index, result in self.measurer.measure_many(entries, reference=self.reference):
+            shape = (1, self.config.in_channels, self.resolution, self.resolution)
+            for index, result in self.measurer.measure_many(entries, reference=self.reference,
+                                                            reference_shape=shape):
                 spec = chunk[index]
                 if isinstance(result, Exception):
                     raise LatencyError(f"cannot time layer {spec.key} at {spec.shape_key}: {result}")
@@ -88,34 +100,46 @@ class LatencyLUT:
         except KeyError as missing:
             raise LatencyError(f"layer {missing} is not in the LUT; run 'edgenas latency lut build'") from None
 
-    def calibrate(self, archs: Sequence[str], measured_ms: Sequence[float]) -> dict[str, Any]:
-        """Fit `measured = a * sum + b` on networks measured end to end, store and return it.
+    def features(self, arch: str) -> list[float]:
+        """[layer sum (ms), number of layers, input activations (millions of values)] of `arch`."""
+        specs = self.layers(arch)
+        activations = sum(math.prod(spec.input_shape) for spec in specs) / 1e6
+        return [self.layer_sum(arch), float(len(specs)), activations]
 
-        With fewer than 3 networks only the scale `a` is fitted (b = 0).
+    def calibrate(self, archs: Sequence[str], measured_ms: Sequence[float]) -> dict[str, Any]:
+        """Fit the correction on networks measured end to end, store and return it.
+
+        8 or more networks: `a * sum + c * layers + d * activations + b`; 3 to 7: `a * sum + b`;
+        1 or 2: `a * sum`.
         """
         if len(archs) != len(measured_ms) or not archs:
             raise LatencyError("calibration needs at least one end-to-end measurement per architecture")
-        sums = np.array([self.layer_sum(arch) for arch in archs])
+        features = np.array([self.features(arch) for arch in archs])
         measured = np.array(measured_ms, dtype=float)
+        used = 3 if len(archs) >= 8 else 1
+        design = features[:, :used]
         if len(archs) >= 3:
-            a, b = np.polyfit(sums, measured, 1)
-        else:
-            a, b = float(np.sum(measured * sums) / np.sum(sums * sums)), 0.0
-        residual = measured - (a * sums + b)
+            design = np.hstack([design, np.ones((len(archs), 1))])
+        coef, *_ = np.linalg.lstsq(design, measured, rcond=None)
+        coef = np.concatenate([coef[:used], np.zeros(3 - used), coef[used:] if len(archs) >= 3 else [0.0]])
+        residual = measured - (features @ coef[:3] + coef[3])
         self.correction = {
-            "a": float(a), "b": float(b), "n": len(archs), "archs": list(archs),
-            "measured_ms": measured.tolist(), "layer_sums_ms": sums.tolist(),
-            "rmse_ms": float(np.sqrt(np.mean(residual**2))), "fitted": time.time(),
+            "a": float(coef[0]), "c_per_layer": float(coef[1]), "d_per_mvalue": float(coef[2]),
+            "b": float(coef[3]), "n": len(archs), "archs": list(archs), "measured_ms": measured.tolist(),
+            "features": features.tolist(), "rmse_ms": float(np.sqrt(np.mean(residual**2))),
+            "fitted": time.time(),
         }
         self.cache.put_correction(self.name, self.where, self.correction)
         return self.correction
 
     def predict(self, arch: str) -> float:
-        """Predicted end-to-end latency (ms) of `arch`: a * layer sum + b."""
+        """Predicted end-to-end latency (ms) of `arch`: the layer sum through the correction."""
         if self.correction is None:
             raise LatencyError("the LUT has no end-to-end correction yet; calibrate it on a few "
                                "measured networks (edgenas latency lut build does this)")
-        return self.correction["a"] * self.layer_sum(arch) + self.correction["b"]
+        c = self.correction
+        total, layers, activations = self.features(arch)
+        return c["a"] * total + c["c_per_layer"] * layers + c["d_per_mvalue"] * activations + c["b"]
 
     def prediction(self, arch: str) -> Measurement:
         """The prediction as a Measurement (source 'lut', no runs), for code that wants one type."""
@@ -127,7 +151,8 @@ class LatencyLUT:
             device=status.device, runtime=status.runtime, where="lut", what=arch,
             input_shape=(1, self.config.in_channels, self.resolution, self.resolution),
             threads=self.measurer.protocol.threads, source="lut", calibrated_ms=value,
-            extra={"layer_sum_ms": total, "correction": {k: self.correction[k] for k in ("a", "b", "n")}},
+            extra={"layer_sum_ms": total,
+                   "correction": {k: self.correction[k] for k in ("a", "c_per_layer", "d_per_mvalue", "b", "n")}},
         )
 
 

@@ -81,7 +81,6 @@ class Measurer:
         self._baselines: dict[str, float] = {}
         self._status: BackendStatus | None = None
         self._count = 0
-        self.network_shape: tuple[int, ...] | None = None  # shape of the network reference, if fixed
 
     def close(self) -> None:
         self._scratch.cleanup()
@@ -166,16 +165,16 @@ class Measurer:
 
     def measure_many(self, entries: Sequence[Entry], reference: str | None = "network",
                      progress: Callable[[int], None] | None = None,
+                     reference_shape: Sequence[int] | None = None,
                      ) -> Iterator[tuple[int, Measurement | LatencyError]]:
         """Measure several models in one measuring process, yielding (index, result) as each ends.
 
         A model that fails (export rejected, runtime error) yields a LatencyError, not an exception.
-        All entries share the reference of the first entry's input shape.
+        All entries share one reference, made for `reference_shape` (default: the first entry's).
         """
         if not entries:
             return
-        ref = self.reference(reference, entries[0][1] if reference != "network" or self.network_shape is None
-                             else self.network_shape)
+        ref = self.reference(reference, reference_shape or entries[0][1])
         items: dict[int, TimingItem] = {}
         for index, (model, shape, what) in enumerate(entries):
             try:

@@ -8,5 +8,16 @@ from edgenas.training.loop import (
     evaluate,
     train,
 )
+from edgenas.training.proxy import ProxyConfig, ProxyTrainingEvaluator, recalibrate_batchnorm
 
-__all__ = ["TrainConfig", "TrainStats", "TrainingDiverged", "cosine_lr", "evaluate", "train"]
+__all__ = [
+    "ProxyConfig",
+    "ProxyTrainingEvaluator",
+    "TrainConfig",
+    "TrainStats",
+    "TrainingDiverged",
+    "cosine_lr",
+    "evaluate",
+    "recalibrate_batchnorm",
+    "train",
+]

@@ -170,4 +170,6 @@ class SshBackend(Backend):
                 continue
             record = json.loads(line)
             yield RawTiming(record["index"], record.get("candidate_ms", []), record.get("reference_ms", []),
-                            where=f"ssh {self.host} {record.get('where', '')}".strip(), error=record.get("error"))
+                            where=f"ssh {self.host} {record.get('where', '')}".strip(),
+                            candidate_cpu_ms=record.get("candidate_cpu_ms", []),
+                            reference_cpu_ms=record.get("reference_cpu_ms", []), error=record.get("error"))

@@ -1,0 +1,226 @@
+"""`edgenas latency backends|measure|lut build|lut validate`: latency measured on the device."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edgenas.cli.output import print_json, print_table
+from edgenas.errors import UserError
+
+BACKENDS = ("onnxruntime", "torch", "litert", "adb", "ssh")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    latency = subparsers.add_parser("latency", help="measure latency on a device; build and check the LUT")
+    commands = latency.add_subparsers(dest="latency_command", metavar="ACTION")
+    commands.required = True
+
+    backends = commands.add_parser("backends", help="list the backends and whether each is usable here")
+    _device_options(backends)
+    backends.add_argument("--json", action="store_true", help="print one JSON object")
+    backends.set_defaults(handler=_backends)
+
+    measure = commands.add_parser("measure", help="measure one architecture end to end")
+    measure.add_argument("arch", nargs="+", help="architecture string (stages), or a preset name")
+    _common(measure)
+    measure.add_argument("--classes", type=int, default=1000)
+    measure.add_argument("--in-channels", type=int, default=3)
+    measure.add_argument("--no-reference", action="store_true", help="do not interleave the reference model")
+    measure.add_argument("--no-cache", action="store_true", help="measure even if the cache has it")
+    measure.add_argument("--json", action="store_true", help="print one JSON object")
+    measure.set_defaults(handler=_measure)
+
+    lut = commands.add_parser("lut", help="the per-layer lookup table")
+    lut_commands = lut.add_subparsers(dest="lut_command", metavar="ACTION")
+    lut_commands.required = True
+    build = lut_commands.add_parser("build", help="time every layer of a space (or of N sampled networks)")
+    _space(build)
+    _common(build)
+    build.add_argument("--sample", type=int, default=None,
+                       help="time only the layers of N random architectures (default: every layer of the space)")
+    build.add_argument("--calibration", type=int, default=12, help="networks measured end to end for the correction")
+    build.add_argument("--json", action="store_true", help="print one JSON object")
+    build.set_defaults(handler=_lut_build)
+
+    validate = lut_commands.add_parser("validate", help="compare LUT predictions with end-to-end measurements")
+    _space(validate)
+    _common(validate)
+    validate.add_argument("-n", type=int, default=20, help="random architectures to measure")
+    validate.add_argument("--seed", type=int, default=1)
+    validate.add_argument("--calibration", type=int, default=12, help="networks measured end to end for the correction")
+    validate.add_argument("--json", action="store_true", help="print one JSON object")
+    validate.set_defaults(handler=_lut_validate)
+
+
+def _device_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=None, help="ssh: user@board (or EDGENAS_SSH_HOST)")
+    parser.add_argument("--remote-python", default=None, help="ssh: the board's python (default python3)")
+    parser.add_argument("--serial", default=None, help="adb: device serial (default: the only one)")
+    parser.add_argument("--core-mask", default=None, help="adb: taskset core mask (default f0)")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="onnxruntime", help=f"one of {', '.join(BACKENDS)}")
+    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--runs", type=int, default=50, help="timed runs (after warm-up)")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="cpu: process CPU time per run (steady on a shared machine); wall: elapsed")
+    parser.add_argument("--cache", default=None, help="latency cache file (default: ~/.cache/edgenas/latency.sqlite)")
+    _device_options(parser)
+
+
+def _space(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--space", default="mnas", help="search space (mnas)")
+    parser.add_argument("--classes", type=int, default=1000)
+
+
+def _backend_options(args: argparse.Namespace) -> dict:
+    return {
+        "adb": {"serial": args.serial, "core_mask": args.core_mask},
+        "ssh": {"host": args.host, "python": args.remote_python},
+    }
+
+
+def _backend(args: argparse.Namespace):
+    from edgenas.latency.backends import get_backend
+
+    return get_backend(args.backend, **_backend_options(args).get(args.backend, {}))
+
+
+def _protocol(args: argparse.Namespace):
+    from edgenas.latency.protocol import Protocol
+
+    return Protocol(warmup=args.warmup, runs=args.runs, threads=args.threads, clock=args.clock)
+
+
+def _backends(args: argparse.Namespace) -> int:
+    from edgenas.latency.backends import backend_statuses
+
+    statuses = backend_statuses(**_backend_options(args))
+    if args.json:
+        print_json({"backends": [vars(s) for s in statuses]})
+        return 0
+    rows = [(s.name, "yes" if s.usable else "no", s.device if s.usable else s.reason,
+             s.runtime if s.usable else s.fix) for s in statuses]
+    print_table("latency backends", ["backend", "usable", "device / why not", "runtime / how to fix"], rows)
+    return 0
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from edgenas.latency.cache import LatencyCache
+    from edgenas.latency.estimator import measure_arch
+    from edgenas.latency.protocol import Measurer
+    from edgenas.spaces.blockstrings import decode_arch
+    from edgenas.spaces.mobilenet import NetworkConfig
+    from edgenas.spaces.presets import PRESETS
+
+    arch = " ".join(args.arch)
+    arch = PRESETS.get(arch, arch)
+    decode_arch(arch)  # a malformed string fails here, before any backend starts
+    network = NetworkConfig(num_classes=args.classes, in_channels=args.in_channels,
+                            stem_stride=2 if args.resolution >= 64 else 1)
+    backend = _backend(args)
+    backend.require()
+    cache = LatencyCache(args.cache)
+    measurer = Measurer(backend, _protocol(args), cache)
+    try:
+        result = measure_arch(arch, measurer, cache, network, args.resolution,
+                              None if args.no_reference else "network", use_cache=not args.no_cache)
+    finally:
+        measurer.close()
+        cache.close()
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    rows = [("backend", result.backend), ("device", result.device), ("runtime", result.runtime),
+            ("where", result.where), ("source", result.source), ("clock", result.clock),
+            ("median / p10 / p90 ms", f"{result.median_ms:.3f} / {result.p10_ms:.3f} / {result.p90_ms:.3f}"),
+            ("runs (warm-up)", f"{result.runs} ({result.warmup})")]
+    if result.wall_median_ms is not None:
+        rows.append(("wall-clock median ms", f"{result.wall_median_ms:.3f}"))
+    if result.reference_ratio is not None:
+        rows += [("reference", result.reference),
+                 ("ratio to reference (p10-p90 per pair)",
+                  f"{result.reference_ratio:.4f} ({result.ratio_p10:.3f}-{result.ratio_p90:.3f})"),
+                 ("calibrated ms", f"{result.calibrated_ms:.3f}  (x baseline {result.reference_baseline_ms:.3f} ms)")]
+    print_table(None, ["", arch if len(arch) < 60 else arch[:57] + "..."], rows)
+    if result.noisy:
+        print("warning: the machine was too noisy for a steady figure after re-measuring", file=sys.stderr)
+    return 0
+
+
+def _estimator(args: argparse.Namespace, calibration: int):
+    from edgenas.latency.estimator import make_latency_estimator
+
+    if args.space != "mnas":
+        raise UserError(f"the LUT supports the mnas space only, not '{args.space}'")
+    return make_latency_estimator(
+        args.space, backend=args.backend, mode="lut", cache_path=args.cache, resolution=args.resolution,
+        calibration_archs=calibration, protocol=_protocol(args), num_classes=args.classes,
+        backend_options=_backend_options(args).get(args.backend, {}),
+    )
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=__import__("rich.console").console.Console(stderr=True))
+
+
+def _lut_build(args: argparse.Namespace) -> int:
+    import random
+
+    from edgenas.latency.lut import LatencyLUT, space_layers
+
+    estimator = _estimator(args, args.calibration)
+    try:
+        estimator.measurer.backend.require()
+        lut = LatencyLUT(estimator.measurer, estimator.cache, estimator.network, estimator.resolution,
+                         estimator.space.name)
+        if args.sample:
+            rng = random.Random(0)
+            specs = [s for _ in range(args.sample) for s in lut.layers(estimator.space.sample(rng))]
+        else:
+            specs = space_layers(estimator.space)
+        todo = lut.missing(specs)
+        with _progress() as progress:
+            task = progress.add_task("timing layers", total=len(todo))
+            lut.fill(todo, progress=lambda k: progress.advance(task, k))
+        correction = estimator.lut.correction or {}
+        summary = {"space": args.space, "resolution": estimator.resolution, "backend": args.backend,
+                   "device": estimator.measurer.status.device, "layers": len(set((s.key, s.shape_key) for s in specs)),
+                   "timed_now": len(todo), "lut_entries": len(estimator.lut),
+                   "correction": {k: correction.get(k) for k in ("a", "c_per_layer", "d_per_mvalue", "b", "n", "rmse_ms")},
+                   "cache": str(estimator.cache.path)}
+    finally:
+        estimator.close()
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"LUT for {args.space} @ {summary['resolution']} on {args.backend}: {summary['layers']} layers "
+              f"({summary['timed_now']} timed now), correction fitted on {summary['correction']['n']} networks "
+              f"(RMSE {summary['correction']['rmse_ms']:.3f} ms); stored in {summary['cache']}")
+    return 0
+
+
+def _lut_validate(args: argparse.Namespace) -> int:
+    estimator = _estimator(args, args.calibration)
+    try:
+        estimator.measurer.backend.require()
+        with _progress() as progress:
+            task = progress.add_task("measuring networks", total=args.n)
+            report = estimator.validate(args.n, seed=args.seed, progress=lambda _: progress.advance(task))
+    finally:
+        estimator.close()
+    if args.json:
+        print_json(report)
+        return 0
+    print_table(f"LUT vs end-to-end: {args.space} @ {report['resolution']}, {args.backend}",
+                ["n", "within 5%", "within 10%", "RMSE ms", "Kendall tau", "max error"],
+                [(report["n"], f"{100 * report['within_5pct']:.1f} %", f"{100 * report['within_10pct']:.1f} %",
+                  f"{report['rmse_ms']:.3f}", f"{report['kendall_tau']:.3f}", f"{report['max_abs_pct']:.1f} %")])
+    return 0

@@ -1,0 +1,29 @@
+"""Tiny models and spaces for the latency tests (a few milliseconds per run, seconds per test)."""
+
+from __future__ import annotations
+
+import random
+
+from edgenas.latency.protocol import Protocol
+from edgenas.spaces import get_space
+from edgenas.spaces.mnas import BaseStage
+
+FAST = Protocol(warmup=2, runs=6, retries=1, baseline_repeats=1, max_seconds=5.0)
+TINY_ARCH = "ds_r1_k3_s1_c16 ir_r1_k3_s2_e3_c24"
+TINY_SHAPE = (1, 3, 32, 32)
+
+
+def tiny_space():
+    """A narrow mnas space at 32 px: three short stages, two ops, small widths."""
+    return get_space(
+        "mnas", resolution=32, num_classes=10,
+        base_stages=(BaseStage(16, 1, 1), BaseStage(24, 1, 2), BaseStage(32, 1, 2)),
+        ops=("dsconv", "mbconv3"), kernels=(3, 5), se_ratios=(0.0, 0.25), skips=("none", "identity"),
+        width_multipliers=(1.0,), layer_deltas=(0, 1),
+    )
+
+
+def tiny_archs(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    space = tiny_space()
+    return [space.sample(rng) for _ in range(n)]

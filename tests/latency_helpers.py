@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import random
+from pathlib import Path
+
+import pytest
 
 from edgenas.latency.protocol import Protocol
 from edgenas.spaces import get_space
@@ -27,3 +32,30 @@ def tiny_archs(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     space = tiny_space()
     return [space.sample(rng) for _ in range(n)]
+
+
+@functools.cache
+def _converted(directory: str) -> str:
+    import torch
+
+    from edgenas.export import export_tflite
+    from edgenas.spaces.mobilenet import NetworkConfig, build_network
+
+    torch.manual_seed(0)
+    model = build_network(TINY_ARCH, NetworkConfig(num_classes=10, stem_stride=1), 32).eval()
+    torch.save(model.state_dict(), Path(directory) / "tiny.pt")
+    return str(export_tflite(model, TINY_SHAPE, Path(directory) / "tiny.tflite"))
+
+
+@pytest.fixture
+def tflite_file(tmp_path_factory):
+    """A tiny network converted once per session to .tflite by litert-torch (the `litert` extra)."""
+    for module in ("litert_torch", "ai_edge_litert"):
+        pytest.importorskip(module, reason="the litert extra is not installed (pip install 'edgenas[litert]')")
+    from edgenas.spaces.mobilenet import NetworkConfig, build_network
+
+    directory = os.environ.setdefault("EDGENAS_TEST_TFLITE_DIR", str(tmp_path_factory.mktemp("tflite")))
+    path = Path(_converted(directory))
+    model = build_network(TINY_ARCH, NetworkConfig(num_classes=10, stem_stride=1), 32).eval()
+    model.load_state_dict(__import__("torch").load(Path(directory) / "tiny.pt"))
+    return model, path

@@ -95,6 +95,11 @@ def _plot_rewards(trials: list[TrialRecord], path: Path) -> None:
     plt.close(fig)
 
 
+def _cell(text: str) -> str:
+    """Code in a table cell; NAS-Bench-201 strings contain '|', which would split the cell."""
+    return "`" + text.replace("|", "\\|") + "`"
+
+
 def _markdown(config: dict[str, Any], trials: list[TrialRecord], front: list[TrialRecord],
               counts: dict[str, int], target: float | None) -> str:
     lines = ["# Search report", ""]
@@ -110,12 +115,12 @@ def _markdown(config: dict[str, Any], trials: list[TrialRecord], front: list[Tri
         macs = t.metrics.get("macs")
         reward = "" if t.reward is None else f"{t.reward:.4f}"
         lines.append(
-            f"| `{t.arch}` | {100 * t.accuracy:.2f} | {t.latency_ms:.3f} | "
+            f"| {_cell(t.arch)} | {100 * t.accuracy:.2f} | {t.latency_ms:.3f} | "
             f"{'' if params is None else f'{params:,}'} | {'' if macs is None else f'{macs:,}'} | {reward} |"
         )
     failed = [t for t in trials if t.status == "failed"]
     if failed:
         lines += ["", "## Failed trials", "", "| arch | reason |", "|---|---|"]
-        lines += [f"| `{t.arch}` | {(t.error or '').splitlines()[0] if t.error else ''} |" for t in failed]
+        lines += [f"| {_cell(t.arch)} | {(t.error or '').splitlines()[0] if t.error else ''} |" for t in failed]
     lines += ["", "![Pareto front](pareto.png)", "", "![Reward curve](reward_curve.png)", ""]
     return "\n".join(lines)

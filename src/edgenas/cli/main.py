@@ -20,6 +20,7 @@ COMMAND_GROUPS = [
     "edgenas.cli.model",
     "edgenas.cli.search",
     "edgenas.cli.runs",
+    "edgenas.cli.report",
     "edgenas.cli.data",
     "edgenas.cli.latency",
 ]

@@ -26,6 +26,21 @@ def space_names() -> list[str]:
     return sorted(_FACTORIES)
 
 
+def space_options(name: str) -> set[str] | None:
+    """The keyword options a space's factory accepts (None: it takes any), so a caller can pass a
+    dataset's resolution, channels and classes to the spaces that use them and not to the others."""
+    import inspect
+
+    _load_builtin()
+    factory = _FACTORIES.get(name)
+    if factory is None:
+        return None
+    parameters = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters}
+
+
 def get_space(name: str, **config: Any) -> SearchSpace:
     """The search space called `name`, configured by keyword arguments."""
     _load_builtin()
@@ -38,4 +53,4 @@ def get_space(name: str, **config: Any) -> SearchSpace:
     return factory(**config)
 
 
-__all__ = ["Decision", "SearchSpace", "get_space", "register_space", "space_names"]
+__all__ = ["Decision", "SearchSpace", "get_space", "register_space", "space_names", "space_options"]

@@ -171,12 +171,12 @@ class ProxyTrainingEvaluator:
     def space(self):
         """The search space, fitted to the dataset's resolution, channels and classes."""
         if self._space is None:
-            from edgenas.spaces import get_space
+            from edgenas.spaces import get_space, space_options
 
             train_part, _ = self.parts()
             c, h, _w = train_part.shape
             derived = {"resolution": h, "num_classes": train_part.num_classes, "in_channels": c}
-            accepted = _accepted_options(self.config.space)
+            accepted = space_options(self.config.space)
             options = {k: v for k, v in derived.items() if accepted is None or k in accepted}
             options.update(self.config.space_options)
             self._space = get_space(self.config.space, **options)
@@ -263,23 +263,6 @@ class ProxyTrainingEvaluator:
         if hasattr(measured, "to_dict"):
             metrics["latency"] = measured.to_dict()
         return value
-
-
-def _accepted_options(space: str) -> set[str] | None:
-    """The keyword arguments a space's factory takes (None: any), so the dataset's resolution,
-    channels and classes reach the spaces that take them (mnas) and not those that don't (nb201)."""
-    import inspect
-
-    from edgenas import spaces
-
-    spaces.space_names()  # registers the built-in spaces
-    factory = getattr(spaces, "_FACTORIES", {}).get(space)
-    if factory is None:
-        return None
-    parameters = inspect.signature(factory).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return {p.name for p in parameters}
 
 
 def _release_memory() -> None:

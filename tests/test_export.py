@@ -1,0 +1,47 @@
+"""ONNX and TFLite export: the files compute what PyTorch computes; a rejected model leaves nothing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from edgenas.export import ExportError, check_export, export_onnx, export_tflite
+from edgenas.spaces.mobilenet import NetworkConfig, build_network
+from latency_helpers import TINY_ARCH, TINY_SHAPE, tflite_file  # noqa: F401 (fixture)
+
+
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return build_network(TINY_ARCH, NetworkConfig(num_classes=10, stem_stride=1), 32).eval()
+
+
+def test_onnx_export_matches_pytorch(tmp_path):
+    model = tiny_model()
+    path = export_onnx(model, TINY_SHAPE, tmp_path / "net.onnx")
+    assert path.exists() and path.stat().st_size > 1000
+    assert check_export(model, path, TINY_SHAPE) < 1e-4
+    assert model.training is False  # export leaves the mode as it found it
+
+
+class Unexportable(nn.Module):
+    def forward(self, x):
+        return torch.linalg.svd(x[0, 0])[0]  # no ONNX operator exists for an SVD
+
+
+def test_rejected_model_raises_one_line_and_leaves_no_file(tmp_path):
+    with pytest.raises(ExportError) as error:
+        export_onnx(Unexportable(), (1, 3, 4, 4), tmp_path / "bad.onnx")
+    assert "\n" not in str(error.value) and "ONNX" in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_file_type_is_refused(tmp_path):
+    with pytest.raises(ExportError, match="unknown model file type"):
+        check_export(tiny_model(), tmp_path / "net.bin", TINY_SHAPE)
+
+
+def test_tflite_export_matches_pytorch(tflite_file):
+    model, path = tflite_file
+    assert path.suffix == ".tflite" and path.exists()
+    assert check_export(model, path, TINY_SHAPE) < 1e-3

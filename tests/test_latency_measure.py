@@ -1,0 +1,105 @@
+"""The protocol on local backends: fresh pinned process, interleaved reference, statistics, errors."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from edgenas.latency.backends import backend_statuses, get_backend
+from edgenas.latency.backends.base import TimingItem, TimingJob
+from edgenas.latency.errors import LatencyError
+from edgenas.latency.measurement import Measurement, Summary, split_half_disagreement, summarize_interleaved
+from edgenas.latency.protocol import Measurer, Protocol
+from edgenas.spaces.mobilenet import NetworkConfig, build_network
+from latency_helpers import FAST, TINY_ARCH, TINY_SHAPE, tflite_file  # noqa: F401 (fixture)
+
+
+def tiny_model():
+    return build_network(TINY_ARCH, NetworkConfig(num_classes=10, stem_stride=1), 32).eval()
+
+
+def bigger_model():
+    return build_network("ds_r1_k3_s1_c32 ir_r3_k3_s2_e6_c64 ir_r2_k5_s1_e6_c96",
+                         NetworkConfig(num_classes=10, stem_stride=1), 32).eval()
+
+
+def test_summary_statistics_are_percentiles():
+    summary = Summary.of([float(v) for v in range(1, 102)])
+    assert (summary.median, summary.p10, summary.p90, summary.n) == (51.0, 11.0, 91.0, 101)
+    candidate, reference, ratio = summarize_interleaved([2.0, 4.0, 6.0], [1.0, 2.0, 3.0])
+    assert ratio.median == pytest.approx(2.0) and ratio.p10 == pytest.approx(2.0)
+    assert split_half_disagreement([1, 1, 2, 2]) == pytest.approx(2 / 3)
+    assert split_half_disagreement([2, 2, 4, 4], [1, 1, 2, 2]) == 0.0  # the ratio held steady
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_measure_in_pinned_subprocess_with_interleaved_reference(backend):
+    measurer = Measurer(get_backend(backend), FAST)
+    try:
+        result = measurer.measure(tiny_model(), TINY_SHAPE, "tiny")
+    finally:
+        measurer.close()
+    assert result.backend == backend and result.device.startswith("local:")
+    assert result.p10_ms <= result.median_ms <= result.p90_ms and result.runs >= FAST.runs
+    assert result.clock == "cpu" and result.wall_median_ms >= 0.5 * result.median_ms
+    pid = int(result.where.split("pid ")[1].split()[0])
+    assert pid != os.getpid() and "on core" in result.where  # a fresh process, pinned
+    assert result.reference.startswith("mobilenetv2_100@3x32x32")
+    assert result.reference_ratio == pytest.approx(result.median_ms / result.reference_median_ms)
+    assert result.calibrated_ms == pytest.approx(result.reference_ratio * result.reference_baseline_ms)
+    assert result.latency_ms == result.calibrated_ms
+    again = Measurement.from_dict(result.to_dict())
+    assert again == result
+
+
+def test_reference_ratio_orders_models_by_cost():
+    measurer = Measurer(get_backend("onnxruntime"), FAST)
+    try:
+        small = measurer.measure(tiny_model(), TINY_SHAPE, "small")
+        big = measurer.measure(bigger_model(), TINY_SHAPE, "big")
+    finally:
+        measurer.close()
+    assert big.reference_ratio > 1.5 * small.reference_ratio
+
+
+def test_without_reference_reports_the_median_itself():
+    measurer = Measurer(get_backend("onnxruntime"), FAST)
+    try:
+        result = measurer.measure(tiny_model(), TINY_SHAPE, reference=None)
+    finally:
+        measurer.close()
+    assert result.reference_ratio is None and result.latency_ms == result.median_ms
+
+
+def test_litert_backend_times_tflite_file(tflite_file):
+    _, path = tflite_file
+    backend = get_backend("litert")
+    raw = list(backend.run(TimingJob([TimingItem(path, TINY_SHAPE)], None, warmup=1, runs=4)))
+    assert len(raw) == 1 and raw[0].error is None and len(raw[0].candidate_ms) == 4
+    assert all(t > 0 for t in raw[0].candidate_cpu_ms)
+
+
+def test_a_file_the_runtime_cannot_load_is_a_recorded_failure(tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    raw = list(get_backend("onnxruntime").run(TimingJob([TimingItem(broken, TINY_SHAPE)], runs=2, warmup=0)))
+    assert raw[0].error and not raw[0].candidate_ms
+
+
+def test_bad_backend_and_protocol_are_one_line_errors():
+    with pytest.raises(LatencyError, match="unknown latency backend 'tpu'.*onnxruntime"):
+        get_backend("tpu")
+    with pytest.raises(LatencyError, match="runs must be"):
+        Protocol(runs=0)
+    with pytest.raises(LatencyError, match="no host given"):
+        get_backend("ssh", host=None).require()
+
+
+def test_backend_statuses_name_every_backend_and_a_fix_when_unusable():
+    statuses = {s.name: s for s in backend_statuses(ssh={"host": None})}
+    assert set(statuses) == {"onnxruntime", "torch", "litert", "adb", "ssh"}
+    assert statuses["onnxruntime"].usable and statuses["torch"].usable
+    assert not statuses["ssh"].usable and "--host" in statuses["ssh"].fix
+    for status in statuses.values():
+        assert status.usable or (status.reason and status.fix)

@@ -83,6 +83,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--ref-steps", type=int, default=None,
+                        help="timed steps for `reference` (default: --steps; it is slow)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--order", type=int, default=1, help=argparse.SUPPRESS)
@@ -98,8 +100,15 @@ def main() -> None:
             load_before = os.getloadavg()[0]
             command = [sys.executable, __file__, "--child", config, "--order", str(order)]
             for name in ("steps", "warmup", "threads", "batch", "resolution", "layers", "channels", "device"):
-                command += [f"--{name}", str(getattr(args, name))]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
+                value = getattr(args, name)
+                if config == "reference" and name == "steps" and args.ref_steps:
+                    value = args.ref_steps
+                command += [f"--{name}", str(value)]
+            # Passive OpenMP waiting: on a shared, oversubscribed machine spinning threads wait
+            # for a descheduled partner at every one of the step's thousands of parallel regions
+            # (measured here: 5x slower). The same setting for every configuration.
+            env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+            done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
             if done.returncode != 0:
                 sys.exit(f"{config} order {order} failed:\n{done.stderr}")
             result = json.loads(done.stdout.strip().splitlines()[-1])

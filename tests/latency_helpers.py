@@ -13,7 +13,7 @@ from edgenas.latency.protocol import Protocol
 from edgenas.spaces import get_space
 from edgenas.spaces.mnas import BaseStage
 
-FAST = Protocol(warmup=2, runs=6, retries=1, baseline_repeats=1, max_seconds=5.0)
+FAST = Protocol(warmup=2, runs=6, retries=0, baseline_repeats=1, max_seconds=5.0)
 TINY_ARCH = "ds_r1_k3_s1_c16 ir_r1_k3_s2_e3_c24"
 TINY_SHAPE = (1, 3, 32, 32)
 
@@ -47,11 +47,19 @@ def _converted(directory: str) -> str:
     return str(export_tflite(model, TINY_SHAPE, Path(directory) / "tiny.tflite"))
 
 
+def need_litert() -> None:
+    """Skip (with the install command) where the optional `litert` extra is absent; CI installs it."""
+    import importlib.util
+
+    for module in ("litert_torch", "ai_edge_litert"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip("the litert extra is not installed (pip install 'edgenas[litert]')")
+
+
 @pytest.fixture
 def tflite_file(tmp_path_factory):
     """A tiny network converted once per session to .tflite by litert-torch (the `litert` extra)."""
-    for module in ("litert_torch", "ai_edge_litert"):
-        pytest.importorskip(module, reason="the litert extra is not installed (pip install 'edgenas[litert]')")
+    need_litert()
     from edgenas.spaces.mobilenet import NetworkConfig, build_network
 
     directory = os.environ.setdefault("EDGENAS_TEST_TFLITE_DIR", str(tmp_path_factory.mktemp("tflite")))

@@ -59,7 +59,7 @@ class Executor(ABC):
     @abstractmethod
     def in_flight(self) -> int: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most executors hold nothing
         """Release workers; nothing to do in process."""
 
     def __enter__(self) -> Executor:

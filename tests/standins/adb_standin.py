@@ -73,8 +73,13 @@ def benchmark_model(binary: str, flags: list[str]) -> int:
     import numpy as np
 
     start = time.perf_counter()
-    interpreter = Interpreter(model_path=str(local(graph)), num_threads=max(threads, 1))
-    interpreter.allocate_tensors()
+    try:
+        interpreter = Interpreter(model_path=str(local(graph)), num_threads=max(threads, 1))
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        print(f"ERROR: {str(error).splitlines()[0] if str(error) else 'invalid model'}")
+        print("ERROR: Failed to initialize the interpreter")
+        return 1
     detail = interpreter.get_input_details()[0]
     interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], np.float32))
     init_us = (time.perf_counter() - start) * 1e6

@@ -17,8 +17,8 @@ def register_space(name: str, factory: Callable[..., SearchSpace]) -> None:
 
 def _load_builtin() -> None:
     # Imported lazily so that `import edgenas.spaces` stays cheap and free of cycles.
+    import edgenas.spaces.nb201  # noqa: F401
     from edgenas.spaces import mnas  # noqa: F401
-    from edgenas.spaces import nb201  # noqa: F401
 
 
 def space_names() -> list[str]:

@@ -141,6 +141,8 @@ class AdbBackend(Backend):
             except LatencyError as error:
                 result.error = str(error)
             yield result
+        if reference_remote is not None:
+            self._adb("shell", "rm", "-f", reference_remote)
 
     def _push(self, item: TimingItem) -> str:
         remote = f"{self.remote_dir}/{Path(item.path).name}"

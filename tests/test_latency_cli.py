@@ -1,0 +1,68 @@
+"""`edgenas latency ...`: JSON contracts, and bad input as one line with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from edgenas.cli.main import main
+
+ARCH = ["ds_r1_k3_s1_c16", "ir_r1_k3_s2_e3_c24"]
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_backends_json_lists_each_with_reason(capsys):
+    code, out, _ = run_cli(["latency", "backends", "--json"], capsys)
+    backends = {b["name"]: b for b in json.loads(out)["backends"]}
+    assert code == 0 and set(backends) == {"onnxruntime", "torch", "litert", "adb", "ssh"}
+    assert backends["onnxruntime"]["usable"] is True
+    assert backends["ssh"]["usable"] is False and "--host" in backends["ssh"]["fix"]
+
+
+def test_measure_json_has_the_contract_fields(tmp_path, capsys):
+    args = ["latency", "measure", *ARCH, "--resolution", "32", "--classes", "10", "--runs", "5",
+            "--warmup", "1", "--cache", str(tmp_path / "c.sqlite"), "--json"]
+    code, out, _ = run_cli(args, capsys)
+    result = json.loads(out)
+    assert code == 0
+    for key in ("median_ms", "p10_ms", "p90_ms", "runs", "backend", "device", "reference_ratio", "calibrated_ms"):
+        assert key in result
+    assert result["backend"] == "onnxruntime" and result["runs"] >= 5 and result["source"] == "measured"
+    code, out, _ = run_cli(args, capsys)
+    assert json.loads(out)["source"] == "cache"  # measured once, then read back
+
+
+@pytest.mark.parametrize("args, message", [
+    (["latency", "measure", *ARCH, "--backend", "tpu"], "unknown latency backend 'tpu'"),
+    (["latency", "measure", "xx_r1_k3_s1_c16"], "unknown block type 'xx'"),
+    (["latency", "measure", *ARCH, "--backend", "ssh", "--host", "board.invalid"], "cannot reach board.invalid"),
+    (["latency", "lut", "validate", "--space", "darts", "-n", "2"], "mnas space only"),
+])
+def test_bad_input_is_one_line_and_status_2(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGENAS_CACHE_DIR", str(tmp_path))
+    code, out, err = run_cli(args, capsys)
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_extra_names_the_pip_install(tmp_path):
+    """A Python where the litert extra cannot be imported: the command says what to install."""
+    script = ("import sys, importlib.metadata as m; real = m.version\n"
+              "def fake(name):\n"
+              "    if name in ('ai-edge-litert', 'litert-torch'): raise m.PackageNotFoundError(name)\n"
+              "    return real(name)\n"
+              "m.version = fake\n"
+              "from edgenas.cli.main import main; sys.exit(main(sys.argv[1:]))\n")
+    done = subprocess.run([sys.executable, "-c", script, "latency", "measure", *ARCH, "--backend", "litert",
+                           "--resolution", "32"], capture_output=True, text=True,
+                          env=dict(os.environ, EDGENAS_CACHE_DIR=str(tmp_path)))
+    assert done.returncode == 2 and "pip install 'edgenas[litert]'" in done.stderr
+    assert done.stderr.count("\n") == 1

@@ -1,0 +1,76 @@
+"""The per-layer LUT: layer keys and shapes, timing each distinct layer once, the correction."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgenas.latency.estimator import make_latency_estimator
+from edgenas.latency.layers import network_layers
+from edgenas.latency.lut import accuracy_report, space_layers
+from edgenas.modelinfo import count_params
+from latency_helpers import FAST, tiny_archs, tiny_space
+
+
+def test_layers_rebuild_the_network_exactly():
+    space = tiny_space()
+    for arch in tiny_archs(2):
+        specs = network_layers(arch, space.config.network, 32)
+        network = space.build(arch).eval()
+        assert sum(count_params(spec.build(space.config.network)) for spec in specs) == count_params(network)
+        x = torch.randn(specs[0].input_shape)
+        with torch.no_grad():
+            expected = network(x)
+            for spec in specs:
+                assert tuple(x.shape) == spec.input_shape
+                x = spec.build(space.config.network).eval()(x)
+        assert x.shape == expected.shape
+
+
+def test_layer_keys_name_configuration_channels_and_stride():
+    space = tiny_space()
+    specs = network_layers("ds_r1_k3_s1_c16 ir_r2_k5_s2_e3_c24_se0.25 ds_r1_k3_s2_c32_noskip",
+                           space.config.network, 32)
+    keys = [spec.key for spec in specs]
+    assert keys[0] == "stem_k3_s1_c32|in3" and keys[-2:] == ["head_k1_c1280|in32", "pool_fc10|in1280"]
+    # A stride-2 or widening first layer cannot keep an identity skip: keyed as no skip.
+    assert keys[2] == "ir_r1_k5_s2_e3_c24_se0.25_noskip|in16"
+    assert keys[3] == "ir_r1_k5_s1_e3_c24_se0.25|in24" and specs[3].shape_key == "1x24x16x16"
+
+
+def test_space_enumeration_covers_every_sampled_layer():
+    space = tiny_space()
+    every = {(s.key, s.shape_key) for s in space_layers(space)}
+    for arch in tiny_archs(30, seed=5):
+        assert {(s.key, s.shape_key) for s in network_layers(arch, space.config.network, 32)} <= every
+
+
+def test_accuracy_report_on_known_numbers():
+    report = accuracy_report([10.0, 20.0, 30.0, 40.0], [10.4, 21.5, 29.0, 48.0])
+    assert report["within_5pct"] == 0.5 and report["within_10pct"] == 0.75
+    assert report["kendall_tau"] == pytest.approx(1.0) and report["n"] == 4
+    assert report["rmse_ms"] == pytest.approx(((0.16 + 2.25 + 1 + 64) / 4) ** 0.5)
+
+
+def test_lut_times_layers_once_calibrates_and_predicts(tmp_path):
+    space = tiny_space()
+    estimator = make_latency_estimator(space, mode="lut", cache_path=tmp_path / "lat.sqlite",
+                                       protocol=FAST, calibration_archs=2)
+    try:
+        lut = estimator.lut  # calibrates: 2 networks measured end to end, their layers timed
+        assert lut.correction["n"] == 2 and lut.correction["a"] > 0 and len(lut) >= 5
+        arch = tiny_archs(1, seed=11)[0]
+        prediction = estimator.latency(arch)
+        assert prediction.source == "lut" and prediction.runs == 0 and prediction.latency_ms > 0
+        entries = len(lut)
+        assert lut.missing(lut.layers(arch)) == []  # its layers were timed ...
+        estimator.latency(arch)
+        assert len(lut) == entries  # ... and never again
+        assert estimator.cache.count("lut") == entries
+        report = estimator.validate(2, seed=2)
+        assert report["n"] == 2 and 0.0 <= report["within_10pct"] <= 1.0 and len(report["pairs"]) == 2
+        held_out = set(estimator.calibration_sample(2))
+        assert not held_out & {p["arch"] for p in report["pairs"]}
+        assert all(p["predicted_ms"] > 0 and p["measured_ms"] > 0 for p in report["pairs"])
+    finally:
+        estimator.close()

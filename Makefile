@@ -17,7 +17,12 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/edgenas space show mnas
 	$(VENV)/bin/edgenas model info mnasnet_a1
 
-test: $(VENV)/.installed
+# The LiteRT latency backend's optional extra (~1.2 GB), so its tests run rather than skip.
+$(VENV)/.litert: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[litert]"
+	touch $@
+
+test: $(VENV)/.installed $(VENV)/.litert
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed

@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=224)
     parser.add_argument("--backend", default="onnxruntime")
     parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--cache", default=str(Path(__file__).with_name(".latency_bench.sqlite")))
+    parser.add_argument("--cache", default=None, help="latency cache (default: ~/.cache/edgenas/latency.sqlite)")
     parser.add_argument("--json", default=None, help="also write the full report here")
     args = parser.parse_args()
 

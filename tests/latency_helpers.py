@@ -56,9 +56,11 @@ def need_litert() -> None:
             pytest.skip("the litert extra is not installed (pip install 'edgenas[litert]')")
 
 
-@pytest.fixture
-def tflite_file(tmp_path_factory):
-    """A tiny network converted once per session to .tflite by litert-torch (the `litert` extra)."""
+def converted_tflite(tmp_path_factory):
+    """(model, path): a tiny network converted once per session to .tflite by litert-torch.
+
+    Skips where the `litert` extra is absent. Test modules wrap it in a `tflite_file` fixture.
+    """
     need_litert()
     from edgenas.spaces.mobilenet import NetworkConfig, build_network
 

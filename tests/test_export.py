@@ -6,9 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from edgenas.export import ExportError, check_export, export_onnx, export_tflite
+from edgenas.export import ExportError, check_export, export_onnx
 from edgenas.spaces.mobilenet import NetworkConfig, build_network
-from latency_helpers import TINY_ARCH, TINY_SHAPE, tflite_file  # noqa: F401 (fixture)
+from latency_helpers import TINY_ARCH, TINY_SHAPE, converted_tflite
+
+
+@pytest.fixture
+def tflite_file(tmp_path_factory):
+    return converted_tflite(tmp_path_factory)
 
 
 def tiny_model() -> nn.Module:

@@ -9,10 +9,20 @@ import pytest
 from edgenas.latency.backends import backend_statuses, get_backend
 from edgenas.latency.backends.base import TimingItem, TimingJob
 from edgenas.latency.errors import LatencyError
-from edgenas.latency.measurement import Measurement, Summary, split_half_disagreement, summarize_interleaved
+from edgenas.latency.measurement import (
+    Measurement,
+    Summary,
+    split_half_disagreement,
+    summarize_interleaved,
+)
 from edgenas.latency.protocol import Measurer, Protocol
 from edgenas.spaces.mobilenet import NetworkConfig, build_network
-from latency_helpers import FAST, TINY_ARCH, TINY_SHAPE, tflite_file  # noqa: F401 (fixture)
+from latency_helpers import FAST, TINY_ARCH, TINY_SHAPE, converted_tflite
+
+
+@pytest.fixture
+def tflite_file(tmp_path_factory):
+    return converted_tflite(tmp_path_factory)
 
 
 def tiny_model():

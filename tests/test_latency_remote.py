@@ -15,7 +15,12 @@ from edgenas.latency.backends.benchmark_output import parse_benchmark_output
 from edgenas.latency.errors import LatencyError
 from edgenas.latency.protocol import Measurer
 from edgenas.spaces.mobilenet import NetworkConfig, build_network
-from latency_helpers import FAST, TINY_ARCH, TINY_SHAPE, need_litert, tflite_file  # noqa: F401 (fixture)
+from latency_helpers import FAST, TINY_ARCH, TINY_SHAPE, converted_tflite, need_litert
+
+
+@pytest.fixture
+def tflite_file(tmp_path_factory):
+    return converted_tflite(tmp_path_factory)
 
 STANDINS = Path(__file__).with_name("standins")
 

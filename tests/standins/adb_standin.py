@@ -69,8 +69,8 @@ def benchmark_model(binary: str, flags: list[str]) -> int:
         print(f"ERROR: Could not open '{graph}'.")
         print("ERROR: Failed to initialize the interpreter")
         return 1
-    from ai_edge_litert.interpreter import Interpreter
     import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
 
     start = time.perf_counter()
     try:
@@ -83,7 +83,7 @@ def benchmark_model(binary: str, flags: list[str]) -> int:
     detail = interpreter.get_input_details()[0]
     interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], np.float32))
     init_us = (time.perf_counter() - start) * 1e6
-    print("INFO: #threads used for CPU inference: [%d]" % max(threads, 1))
+    print(f"INFO: #threads used for CPU inference: [{max(threads, 1)}]")
     print(f"INFO: Loaded model {graph}")
     print(f"INFO: The input model file size (MB): {local(graph).stat().st_size / 1e6:g}")
     print(f"INFO: Initialized session in {init_us / 1000:.3f}ms.")

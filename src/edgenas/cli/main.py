@@ -23,6 +23,7 @@ COMMAND_GROUPS = [
     "edgenas.cli.report",
     "edgenas.cli.data",
     "edgenas.cli.latency",
+    "edgenas.cli.darts",
 ]
 
 

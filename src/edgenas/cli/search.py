@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edgenas.cli.output import print_json
 from edgenas.errors import UserError
 from edgenas.executors import InProcessExecutor
 from edgenas.objective import OBJECTIVES, make_objective
@@ -166,8 +167,6 @@ def _search(args: argparse.Namespace) -> int:
         "best": _trial_json(best),
     }
     if args.json:
-        from edgenas.cli.output import print_json
-
         print_json(summary)
         return 0
     print(f"{counts['ok']} completed, {counts['failed']} failed ({outcome.stop_reason}); run in {args.out}")

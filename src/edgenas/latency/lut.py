@@ -79,8 +79,10 @@ class LatencyLUT:
             chunk = todo[start : start + CHUNK]
             entries = [(spec.build(self.config).eval(), spec.input_shape, spec.key) for spec in chunk]
             shape = (1, self.config.in_channels, self.resolution, self.resolution)
+            # No re-measuring: a layer is a few percent of a network and the errors of ~20 layers
+            # average out, while re-measuring every noisy 0.1 ms layer tripled the build time.
             for index, result in self.measurer.measure_many(entries, reference=self.reference,
-                                                            reference_shape=shape):
+                                                            reference_shape=shape, retries=0):
                 spec = chunk[index]
                 if isinstance(result, Exception):
                     raise LatencyError(f"cannot time layer {spec.key} at {spec.shape_key}: {result}")

@@ -21,7 +21,12 @@ from edgenas.errors import UserError
 from edgenas.latency.backends.base import Backend, BackendStatus, RawTiming, TimingItem, TimingJob
 from edgenas.latency.cache import LatencyCache, Where
 from edgenas.latency.errors import LatencyError
-from edgenas.latency.measurement import Measurement, Summary, split_half_disagreement, summarize_interleaved
+from edgenas.latency.measurement import (
+    Measurement,
+    Summary,
+    split_half_disagreement,
+    summarize_interleaved,
+)
 from edgenas.latency.reference import layer_reference, network_reference
 
 
@@ -165,13 +170,15 @@ class Measurer:
 
     def measure_many(self, entries: Sequence[Entry], reference: str | None = "network",
                      progress: Callable[[int], None] | None = None,
-                     reference_shape: Sequence[int] | None = None,
+                     reference_shape: Sequence[int] | None = None, retries: int | None = None,
                      ) -> Iterator[tuple[int, Measurement | LatencyError]]:
         """Measure several models in one measuring process, yielding (index, result) as each ends.
 
         A model that fails (export rejected, runtime error) yields a LatencyError, not an exception.
         All entries share one reference, made for `reference_shape` (default: the first entry's).
+        `retries` overrides the protocol's number of re-measurements.
         """
+        retries = self.protocol.retries if retries is None else retries
         if not entries:
             return
         ref = self.reference(reference, reference_shape or entries[0][1])
@@ -184,7 +191,7 @@ class Measurer:
         best: dict[int, tuple[RawTiming, int]] = {}
         pending = sorted(items)
         runs = self.protocol.runs
-        for attempt in range(1, self.protocol.retries + 2):
+        for attempt in range(1, retries + 2):
             job = self._job([items[i] for i in pending], ref, runs)
             for raw in self.backend.run(job):
                 index = pending[raw.index]
@@ -206,7 +213,7 @@ class Measurer:
             if not pending:
                 break
         for index in pending:
-            yield index, self._result(best[index], entries[index], ref, self.protocol.retries + 1, True)
+            yield index, self._result(best[index], entries[index], ref, retries + 1, True)
             if progress:
                 progress(index)
 

@@ -17,6 +17,7 @@ def register_space(name: str, factory: Callable[..., SearchSpace]) -> None:
 
 def _load_builtin() -> None:
     # Imported lazily so that `import edgenas.spaces` stays cheap and free of cycles.
+    import edgenas.spaces.darts  # noqa: F401
     import edgenas.spaces.nb201  # noqa: F401
     from edgenas.spaces import mnas  # noqa: F401
 

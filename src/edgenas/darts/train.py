@@ -1,0 +1,118 @@
+"""Training a derived cell from scratch: the paper's evaluation recipe on the project's loop.
+
+SGD (lr 0.025 cosine to 0, momentum 0.9, weight decay 3e-4, no Nesterov), gradient clipping 5,
+batch 96, cutout 16 on top of crop + flip, auxiliary loss weight 0.4, drop path growing linearly
+to 0.2 over the epochs. The loop, the loader and the augmentation are the project's
+(`edgenas.training.train`, `edgenas.data.BatchLoader`); this module supplies the loss (logits +
+auxiliary logits), the per-epoch drop-path setting and the per-epoch checkpoint and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgenas.darts.eval_model import EvalNetwork, count_params
+from edgenas.darts.genotypes import Genotype
+from edgenas.errors import UserError
+
+
+@dataclass(frozen=True)
+class EvalTrainConfig:
+    """The paper's evaluation training (600 epochs in the paper; `epochs` is the user's)."""
+
+    epochs: int = 600
+    batch_size: int = 96
+    lr: float = 0.025
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    channels: int = 36
+    layers: int = 20
+    auxiliary_weight: float = 0.4
+    drop_path: float = 0.2
+    cutout: int = 16
+    crop_padding: int = 4
+    seed: int = 0
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UserError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.auxiliary_weight < 0:
+            raise UserError(f"the auxiliary weight must be >= 0, got {self.auxiliary_weight}")
+
+
+def auxiliary_loss(weight: float):
+    """Cross-entropy of the logits plus `weight` times that of the auxiliary logits."""
+    criterion = nn.CrossEntropyLoss()
+
+    def loss_fn(outputs: Any, targets: torch.Tensor) -> torch.Tensor:
+        if isinstance(outputs, (tuple, list)):
+            logits, aux = outputs
+            return criterion(logits, targets) + weight * criterion(aux, targets)
+        return criterion(outputs, targets)
+
+    return loss_fn
+
+
+def train_genotype(
+    genotype: Genotype, dataset: str, out_dir: str | Path, config: EvalTrainConfig,
+    device: str = "cpu", progress: bool = True, train_set: Any = None, test_set: Any = None,
+) -> dict[str, Any]:
+    """Train the evaluation network of `genotype`; write `model.pt` (each epoch) and
+    `metrics.json` to `out_dir`; return the metrics."""
+    from edgenas.data import Augment, BatchLoader, load_dataset
+    from edgenas.training import TrainConfig, evaluate, train
+
+    out = Path(out_dir)
+    train_set = train_set if train_set is not None else load_dataset(dataset, "train")
+    test_set = test_set if test_set is not None else load_dataset(dataset, "test")
+    torch.manual_seed(config.seed)
+    model = EvalNetwork(genotype, config.channels, config.layers, train_set.num_classes,
+                        auxiliary=config.auxiliary_weight > 0, drop_path=config.drop_path,
+                        in_channels=train_set.shape[0])
+    augment = Augment(crop_padding=config.crop_padding, flip=True, cutout=config.cutout)
+    mean, std = train_set.channel_stats()
+    loader = BatchLoader(train_set, config.batch_size, augment=augment, device=device,
+                         seed=config.seed, mean=mean, std=std)
+    test_loader = BatchLoader(test_set, 256, shuffle=False, device=device, mean=mean, std=std)
+    loop = TrainConfig(
+        epochs=config.epochs, max_steps=config.max_steps, batch_size=config.batch_size, lr=config.lr,
+        momentum=config.momentum, nesterov=False, weight_decay=config.weight_decay,
+        grad_clip=config.grad_clip, min_lr=0.0, seed=config.seed,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    history: list[dict[str, Any]] = []
+
+    def set_drop_path(epoch: int, net: nn.Module) -> None:
+        net.drop_path_prob = config.drop_path * epoch / config.epochs
+
+    def end_of_epoch(epoch: int, net: nn.Module, stats: Any) -> None:
+        accuracy, loss = evaluate(net, test_loader)
+        history.append({"epoch": epoch + 1, "train_loss": stats.train_loss,
+                        "train_accuracy": stats.train_accuracy, "test_accuracy": accuracy,
+                        "test_loss": loss})
+        tmp = out / "model.pt.tmp"
+        torch.save({"genotype": str(genotype), "epoch": epoch + 1, "model": net.state_dict()}, tmp)
+        os.replace(tmp, out / "model.pt")
+
+    stats = train(model, loader, loop, loss_fn=auxiliary_loss(config.auxiliary_weight),
+                  epoch_callback=set_drop_path, epoch_end_callback=end_of_epoch, progress=progress,
+                  description="darts train")
+    metrics = {
+        "genotype": str(genotype), "dataset": dataset, "params": count_params(model),
+        "config": asdict(config), "history": history,
+        "test_accuracy": history[-1]["test_accuracy"] if history else None,
+        "images_per_second": stats.images_per_second,
+    }
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2))
+    os.replace(tmp, out / "metrics.json")
+    return metrics

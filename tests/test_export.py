@@ -31,7 +31,7 @@ def test_onnx_export_matches_pytorch(tmp_path):
 
 class Unexportable(nn.Module):
     def forward(self, x):
-        return torch.linalg.svd(x[0, 0])[0]  # no ONNX operator exists for an SVD
+        return x.view(7, -1)  # 48 values cannot be 7 rows: every exporter's trace fails
 
 
 def test_rejected_model_raises_one_line_and_leaves_no_file(tmp_path):

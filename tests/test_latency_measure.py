@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,12 @@ def test_backend_statuses_name_every_backend_and_a_fix_when_unusable():
     assert not statuses["ssh"].usable and "--host" in statuses["ssh"].fix
     for status in statuses.values():
         assert status.usable or (status.reason and status.fix)
+
+
+def test_a_dead_measuring_process_is_a_latency_error():
+    from edgenas.latency.backends.local import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(python="/bin/false")  # the "interpreter" exits at once
+    job = TimingJob([TimingItem(Path("unused.onnx"), TINY_SHAPE)], runs=2, warmup=0)
+    with pytest.raises(LatencyError, match="measuring subprocess of backend 'onnxruntime' died"):
+        list(backend.run(job))

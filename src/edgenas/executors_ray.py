@@ -13,6 +13,7 @@ the other. A `LatencyActor` owns one device and serves one request at a time
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 from edgenas.errors import UserError
@@ -110,11 +111,30 @@ class RayExecutor(Executor):
         self._task = None
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a host:port that does not answer: Ray itself retries for minutes."""
+    if address in ("auto", "local"):
+        return
+    host_port = address.split("://", 1)[-1]
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"Ray address '{address}' is not host:port (or ray://host:port, or auto)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise UserError(
+            f"cannot reach a Ray cluster at '{address}' ({error.strerror or error}); start one with "
+            "'ray start --head' or leave the address out to run a local cluster"
+        ) from None
+
+
 def connect(address: str | None, num_cpus: int | None = None) -> Any:
     """Start a local Ray cluster (address None) or join one; a dead address is a UserError."""
     ray = import_ray()
     if ray.is_initialized():
         return ray
+    if address is not None:
+        _check_reachable(address)
     # Workers import edgenas from the same environment; keep Ray quiet and local-first.
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}

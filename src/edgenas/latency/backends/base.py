@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -133,15 +134,20 @@ class LocalBackend(Backend):
         env = dict(os.environ, **MALLOC_ENV)
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[name] = str(job.threads)
+        # stderr goes to a file: a chatty runtime must not fill a pipe nobody reads until the end.
+        errors = tempfile.TemporaryFile(mode="w+")
         process = subprocess.Popen(
             [self.python, "-m", "edgenas.latency.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True, env=env,
         )
         assert process.stdin is not None and process.stdout is not None
         seen = 0
         try:
-            process.stdin.write(json.dumps(payload))
-            process.stdin.close()
+            try:
+                process.stdin.write(json.dumps(payload))
+                process.stdin.close()
+            except BrokenPipeError:  # it died before reading the job; reported below
+                pass
             for line in process.stdout:
                 record = json.loads(line)
                 seen += 1
@@ -157,8 +163,10 @@ class LocalBackend(Backend):
         finally:
             if process.poll() is None and seen < len(job.items):
                 process.kill()
-            stderr = process.stderr.read() if process.stderr else ""
             process.wait()
+            errors.seek(0)
+            stderr = errors.read()
+            errors.close()
         if seen < len(job.items):
             tail = " ".join(stderr.strip().splitlines()[-1:]) or f"exit status {process.returncode}"
             raise LatencyError(f"the measuring subprocess of backend '{self.name}' died: {tail[:300]}")

@@ -1,0 +1,34 @@
+"""DARTS: differentiable cell search (Liu, Simonyan, Yang, ICLR 2019).
+
+One job per module, as in the original code: `ops` (the op table, from the shared blocks),
+`genotypes` (discrete cells, their strings, derivation from alphas), `search_model` (the
+supernet), `architect` (alpha's first/second-order step), `step` (one search step), `search`
+(epochs, checkpoint, resume), `eval_model` (the network a genotype defines), `train` (its
+training on the project's loop) and `draw` (a picture of both cells).
+
+    from edgenas.darts import DARTS_V2, Genotype, SearchNetwork, EvalNetwork
+"""
+
+from edgenas.darts.architect import Architect
+from edgenas.darts.eval_model import EvalNetwork, count_params
+from edgenas.darts.genotypes import DARTS_V2, PRESETS, Genotype, derive_genotype
+from edgenas.darts.ops import PRIMITIVES
+from edgenas.darts.search_model import MixedOp, SearchNetwork, SupernetConfig
+from edgenas.darts.step import SearchHyper, make_optimizers, search_step
+
+__all__ = [
+    "DARTS_V2",
+    "PRESETS",
+    "PRIMITIVES",
+    "Architect",
+    "EvalNetwork",
+    "Genotype",
+    "MixedOp",
+    "SearchHyper",
+    "SearchNetwork",
+    "SupernetConfig",
+    "count_params",
+    "derive_genotype",
+    "make_optimizers",
+    "search_step",
+]

@@ -220,5 +220,7 @@ def test_evaluation_network_aux_head_and_drop_path():
     logits, aux = model.train()(x)
     assert logits.shape == aux.shape == (2, 5)
     assert model.eval()(x).shape == (2, 5)
+    digits = EvalNetwork(DARTS_V2, channels=4, layers=3, num_classes=10, in_channels=1).train()
+    assert [t.shape for t in digits(torch.randn(2, 1, 28, 28))] == [(2, 10), (2, 10)]  # 7x7 at the head
     kept = drop_path(torch.ones(1000, 1, 1, 1, dtype=torch.double), 0.25)
     assert set(kept.unique().tolist()) <= {0.0, 1.0 / 0.75} and 0.15 < (kept == 0).double().mean() < 0.35

@@ -24,6 +24,9 @@ COMMAND_GROUPS = [
     "edgenas.cli.data",
     "edgenas.cli.latency",
     "edgenas.cli.darts",
+    "edgenas.cli.demo",
+    "edgenas.cli.train",
+    "edgenas.cli.export",
 ]
 
 

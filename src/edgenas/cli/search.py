@@ -28,6 +28,7 @@ from edgenas.strategies import STRATEGIES, make_strategy
 # Modules that register an evaluator (and their flags) with `edgenas.search.register_evaluator`.
 EVALUATOR_MODULES = [
     "edgenas.nb201",
+    "edgenas.mnas_search",
 ]
 # Settings that may change when a run is resumed (raising the budget continues the search).
 MUTABLE_CONFIG = ("budget",)

@@ -64,20 +64,22 @@ class EvalCell(nn.Module):
 
 
 class AuxiliaryHead(nn.Module):
-    """The auxiliary classifier (for 8x8 inputs): ReLU, 5x5 average pool stride 3, 1x1 conv to
-    128, 2x2 conv to 768, linear."""
+    """The auxiliary classifier of the CIFAR network: ReLU, 5x5 average pool stride 3 (8x8 ->
+    2x2), 1x1 conv to 128, 2x2 conv to 768, linear. Maps smaller than 8x8 (inputs under 32 px,
+    e.g. 28 px digits) are average-pooled to 2x2 instead, so the head works at any size."""
 
     def __init__(self, channels: int, num_classes: int) -> None:
         super().__init__()
+        self.pool = nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False)
         self.features = nn.Sequential(
-            nn.ReLU(inplace=False),
-            nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False),
             ConvBnAct(channels, 128, 1, norm=EVAL_NORM),
             ConvBnAct(128, 768, 2, norm=EVAL_NORM),
         )
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(x)
+        x = self.pool(x) if min(x.shape[-2:]) >= 8 else nn.functional.adaptive_avg_pool2d(x, 2)
         return self.classifier(self.features(x).flatten(1))
 
 

@@ -124,8 +124,8 @@ def test_kill_9_then_resume(tmp_path, nb201_dir):
     done = 0
     while time.time() < deadline and process.poll() is None:
         if store_path.exists():
-            done, _ = _store_counts(store_path)
-            if done >= 8:
+            done, running = _store_counts(store_path)
+            if done >= 8 and running:  # kill while a trial is in flight
                 break
         time.sleep(0.02)
     assert process.poll() is None, f"search ended before the kill: {process.stderr.read().decode()}"

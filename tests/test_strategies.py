@@ -63,9 +63,9 @@ def test_controller_log_prob_matches_its_own_distributions():
         by_hand = sum(math.log(float(p[i])) for p, i in zip(probs, indices))
         assert log_prob == pytest.approx(by_hand, abs=1e-5)
         batched, entropy = policy.evaluate(torch.tensor([indices, indices]))
-        assert batched.tolist() == pytest.approx([log_prob, log_prob], abs=1e-5)
+        assert batched.detach().tolist() == pytest.approx([log_prob, log_prob], abs=1e-5)
         by_hand_entropy = -sum(float((p * p.log()).sum()) for p in probs)
-        assert float(entropy[0]) == pytest.approx(by_hand_entropy, abs=1e-5)
+        assert float(entropy[0].detach()) == pytest.approx(by_hand_entropy, abs=1e-5)
 
 
 def test_controller_is_autoregressive_and_samples_its_distribution():
@@ -108,7 +108,7 @@ def test_ppo_clipped_loss_by_hand():
     loss = ppo_clipped_loss(log_new, log_old, advantage, clip=0.2)
     # min(r A, clip(r) A): 1.5 -> min(1.5, 1.2) = 1.2; 0.5,A=1 -> min(0.5, 0.8) = 0.5;
     # 0.5,A=-1 -> min(-0.5, -0.8) = -0.8; 1.1,A=2 -> min(2.2, 2.2) = 2.2. Mean 3.1/4, negated.
-    assert float(loss) == pytest.approx(-(1.2 + 0.5 - 0.8 + 2.2) / 4, abs=1e-6)
+    assert float(loss.detach()) == pytest.approx(-(1.2 + 0.5 - 0.8 + 2.2) / 4, abs=1e-6)
     loss.backward()
     grad = log_new.grad
     # Clipped terms pass no gradient; unclipped ones pass -r A / 4 (d r / d log r = r).

@@ -78,6 +78,8 @@ def search_argv(args: argparse.Namespace) -> list[str]:
 def _demo(args: argparse.Namespace) -> int:
     from edgenas.cli.main import build_parser
 
+    if args.budget < 1:
+        raise UserError(f"--budget must be at least 1, got {args.budget}")
     argv = search_argv(args)
     print("running: edgenas " + shlex.join(argv), file=sys.stderr)
     search_args = build_parser().parse_args(argv)

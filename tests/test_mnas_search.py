@@ -1,0 +1,129 @@
+"""`edgenas search --space mnas`: proxy training + measured latency through the real CLI, the space
+presets and overrides, what the run config records (and resume checks), and bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgenas.cli.main import main
+from edgenas.errors import UserError
+from edgenas.mnas_search import make_mnas_space, parse_space_option, space_choices
+from edgenas.store import Store
+
+# A small space so that each candidate trains in well under a second.
+TINY_SPACE = ["--space-preset", "demo", "--space-option", "stages=c8_r1_s2,c16_r1_s2",
+              "--space-option", "ops=dsconv,mbconv3"]
+TINY_PROXY = ["--dataset", "digits", "--proxy-subset", "200", "--proxy-steps", "2",
+              "--latency-runs", "3", "--latency-warmup", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _run(args, capsys):
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _search(out, cache, *extra, budget=2):
+    return ["search", "--space", "mnas", "--strategy", "ppo", "--objective", "mnas-soft", "--target-ms", "0.1",
+            *TINY_SPACE, *TINY_PROXY, "--latency-cache", cache, "--budget", budget, "--out", out, "--quiet", *extra]
+
+
+def _digits():
+    from edgenas.data import load_dataset
+
+    return load_dataset("digits", "train")
+
+
+def test_demo_preset_is_narrowed_and_fitted_to_the_dataset():
+    space = make_mnas_space(_digits(), space_choices("demo"))
+    assert space.config.resolution == 28
+    assert space.config.network.in_channels == 1 and space.config.network.num_classes == 10
+    assert len(space.decisions) == 6 * 4
+    assert space.decisions[0].choices == ("dsconv", "mbconv3", "mbconv6")
+    full = make_mnas_space(_digits(), space_choices("full"))
+    assert len(full.decisions) == 6 * 7 and full.size() > space.size()
+
+
+def test_space_options_override_one_choice_list():
+    choices = space_choices("demo", ["kernels=3", "stages=c8_r1_s2,c16_r2_s2"])
+    assert choices["kernels"] == [3] and choices["ops"] == ["dsconv", "mbconv3", "mbconv6"]
+    space = make_mnas_space(_digits(), choices)
+    assert len(space.decisions) == 12
+    assert space.decisions[1].choices == (3,)
+    assert parse_space_option("width_multipliers=0.5, 1.0") == ("width_multipliers", [0.5, 1.0])
+    for bad in ("kernel=3", "kernels=", "kernels=three", "nokey"):
+        with pytest.raises(UserError):
+            parse_space_option(bad)
+    with pytest.raises(UserError, match="stage 'c16_r1'"):
+        make_mnas_space(_digits(), space_choices("demo", ["stages=c16_r1"]))
+    with pytest.raises(UserError, match="unknown space preset"):
+        space_choices("huge")
+
+
+def test_search_trains_measures_records_and_resumes(tmp_path, capsys):
+    out, cache = tmp_path / "run", tmp_path / "latency.sqlite"
+    code, stdout, err = _run(_search(out, cache), capsys)
+    assert code == 0, err
+    assert "2 completed, 0 failed" in stdout
+    with Store.open_existing(out) as store:
+        trials = store.trials()
+        config = store.config
+    assert [t.status for t in trials] == ["ok", "ok"]
+    for trial in trials:
+        assert 0.0 <= trial.accuracy <= 1.0
+        assert trial.latency_ms > 0 and trial.metrics["latency"]["backend"] == "onnxruntime"
+        assert trial.metrics["latency"]["threads"] == 1
+        assert trial.metrics["params"] > 0 and trial.metrics["macs"] > 0
+        assert trial.metrics["train_steps"] == 2 and trial.metrics["val_images"] == 40
+        assert trial.reward == pytest.approx(trial.accuracy * (trial.latency_ms / 0.1) ** -0.07)
+    evaluator = config["evaluator"]
+    assert evaluator["resolution"] == 28 and evaluator["classes"] == 10 and evaluator["in_channels"] == 1
+    assert evaluator["space_preset"] == "demo"
+    assert evaluator["space_choices"]["stages"] == ["c8_r1_s2", "c16_r1_s2"]
+    assert evaluator["latency"] == {"backend": "onnxruntime", "mode": "measure", "threads": 1, "runs": 3,
+                                    "warmup": 1, "device": None}
+    assert evaluator["proxy"]["subset"] == 200 and evaluator["proxy"]["train"]["max_steps"] == 2
+
+    # The latency cache answers the same architectures again without measuring.
+    from edgenas.latency.cache import LatencyCache
+
+    stored = LatencyCache(str(cache))
+    assert stored.count("measurements") == 2
+    stored.close()
+
+    # Resume with another space: refused, naming the setting; the run is untouched.
+    code, _, err = _run(_search(out, cache, "--space-option", "kernels=3"), capsys)
+    assert code == 2 and "kernels" in err and len(err.strip().splitlines()) == 1
+    # Raising the budget continues the same run.
+    code, _, err = _run(_search(out, cache, budget=3), capsys)
+    assert code == 0, err
+    with Store.open_existing(out) as store:
+        again = store.trials()
+    assert [t.id for t in again[:2]] == [t.id for t in trials] and len(again) == 3
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--proxy-subset", "9999"], "fewer than the 9999"),
+    (["--device", "pixel3"], "remote device"),
+    (["--space-option", "stages=c8_r1_s2,c8_r1_s2,c8_r1_s2,c8_r1_s2,c8_r1_s2"], "total stride"),
+    (["--latency-backend", "tpu"], "unknown latency backend"),
+    (["--dataset", "cifar10-jpeg", "--data-dir", "/nonexistent/edgenas"], "/nonexistent/edgenas"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    code, stdout, err = _run(_search(out, tmp_path / "latency.sqlite", *extra), capsys)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()

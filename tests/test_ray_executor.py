@@ -76,3 +76,14 @@ def test_unreachable_address_is_a_user_error():
         ray.shutdown()
     with pytest.raises(UserError, match="cannot reach a Ray cluster"):
         connect("127.0.0.1:1")
+
+
+def test_search_cli_refuses_dead_ray_address_before_writing(tmp_path, capsys):
+    from edgenas.cli.main import main
+
+    out = tmp_path / "run"
+    code = main(["search", "--space", "nb201", "--strategy", "random", "--budget", "2",
+                 "--executor", "ray", "--ray-address", "127.0.0.1:9", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "cannot reach a Ray cluster" in err
+    assert not out.exists()

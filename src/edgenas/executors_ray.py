@@ -128,6 +128,13 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+def check_ray_available(address: str | None) -> None:
+    """Before a search writes anything: Ray is installed and the cluster, if named, answers."""
+    import_ray()
+    if address is not None:
+        _check_reachable(address)
+
+
 def connect(address: str | None, num_cpus: int | None = None) -> Any:
     """Start a local Ray cluster (address None) or join one; a dead address is a UserError."""
     ray = import_ray()

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from edgenas.cli.output import print_json
 from edgenas.errors import UserError
-from edgenas.executors import InProcessExecutor
+from edgenas.executors import Executor, InProcessExecutor
 from edgenas.objective import OBJECTIVES, make_objective
 from edgenas.search import DelayedEvaluator, evaluator_plugins, get_evaluator_plugin, run_search
 from edgenas.spaces import get_space
@@ -75,6 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="strategy hyperparameter, e.g. population_size=20, lr=0.02 (repeatable)",
     )
     parser.add_argument("--parallel", type=int, default=1, help="evaluations in flight at once (default 1)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="where evaluations run: in this process (default) or as Ray tasks")
+    parser.add_argument("--ray-address", default=None,
+                        help="join this Ray cluster (host:port, ray://host:port, auto); default: start a local one")
+    parser.add_argument("--cpus-per-trial", type=float, default=1, help="Ray resources per evaluation (default 1)")
+    parser.add_argument("--gpus-per-trial", type=float, default=0, help="Ray resources per evaluation (default 0)")
     parser.add_argument("--max-repeats", type=int, default=1000, help="stop after this many known architectures proposed in a row")
     parser.add_argument(
         "--eval-delay-ms", type=float, default=0.0,
@@ -103,6 +109,21 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
+def make_executor(args: argparse.Namespace) -> Executor:
+    """The executor the flags ask for; a Ray that is missing or unreachable fails before any write."""
+    if args.executor == "local":
+        if args.ray_address:
+            raise UserError("--ray-address needs --executor ray")
+        return InProcessExecutor(args.parallel)
+    from edgenas.executors_ray import RayExecutor, check_ray_available
+
+    check_ray_available(args.ray_address)
+    return RayExecutor(
+        slots=args.parallel, address=args.ray_address,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+    )
+
+
 def _search(args: argparse.Namespace) -> int:
     # Everything is checked before the store is opened or created.
     if args.budget < 1:
@@ -116,6 +137,7 @@ def _search(args: argparse.Namespace) -> int:
     if args.target_ms is not None and not args.target_ms > 0:
         raise UserError(f"--target-ms must be positive, got {args.target_ms}")
     objective = make_objective(args.objective, args.target_ms, args.alpha, args.beta)
+    executor = make_executor(args)
     plugin = get_evaluator_plugin(args.space)
     space = plugin.make_space(args) if plugin.make_space else get_space(args.space)
     strategy = make_strategy(args.strategy, space, args.seed, **parse_options(args.strategy_option))
@@ -154,7 +176,7 @@ def _search(args: argparse.Namespace) -> int:
 
             outcome = run_search(
                 space, strategy, evaluator, objective, args.budget,
-                store=store, executor=InProcessExecutor(args.parallel), seed=args.seed,
+                store=store, executor=executor, seed=args.seed,
                 progress=progress, max_repeats=args.max_repeats,
             )
         counts = store.counts()

@@ -1,0 +1,131 @@
+"""`edgenas train` then `edgenas export`: a real (tiny) training run writes a checkpoint that
+rebuilds the network, the exported ONNX file computes what PyTorch computes, and bad input is
+one line with exit status 2 and nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgenas.cli.main import main
+from edgenas.cli.train import load_checkpoint
+
+TINY = "ds_r1_k3_s2_c8 ir_r1_k3_s2_e3_c16"
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _run(args, capsys):
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line_error(code, err, message):
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "model"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = main(["train", *TINY.split(), "--dataset", "digits", "--epochs", "1", "--subset", "256",
+                     "--batch-size", "64", "--out", str(out), "--quiet", "--json"])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_checkpoint_that_rebuilds_the_network(trained):
+    summary = json.loads((trained / "train.json").read_text())
+    assert summary["arch"] == TINY and summary["resolution"] == 28
+    assert summary["num_classes"] == 10 and summary["in_channels"] == 1
+    assert summary["train_images"] == 256 and summary["test_images"] == 1000
+    assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["train"]["epochs"] == 1
+    model, recipe = load_checkpoint(trained)
+    saved = torch.load(trained / "model.pt", weights_only=True)["state_dict"]
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
+    assert recipe["params"] == sum(p.numel() for p in model.parameters())
+    assert not any(p.name.endswith(".partial") for p in trained.iterdir())
+
+
+def test_export_onnx_matches_pytorch(trained, capsys):
+    code, out, err = _run(["export", trained, "--format", "onnx"], capsys)
+    assert code == 0, err
+    path = trained / "model.onnx"
+    assert f"wrote {path}" in out and "max abs diff" in out
+    # An independent check on a new input: ONNX Runtime against the rebuilt PyTorch model.
+    import onnxruntime as ort
+
+    model, _ = load_checkpoint(trained)
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(123))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = np.concatenate([session.run(None, {session.get_inputs()[0].name: x[i:i + 1].numpy()})[0]
+                          for i in range(4)])
+    assert np.abs(got - expected).max() < 1e-4
+    assert np.abs(expected).max() > 1e-3  # a real output, not all zeros
+
+
+def test_export_tflite_without_litert_names_the_extra(trained, tmp_path):
+    # A stand-in package directory where `litert_torch` cannot be imported, as on a machine
+    # without the extra.
+    standin = tmp_path / "no_litert"
+    standin.mkdir()
+    (standin / "litert_torch.py").write_text("raise ImportError('litert-torch is not installed')\n")
+    env = dict(os.environ, PYTHONPATH=f"{standin}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    done = subprocess.run([sys.executable, "-m", "edgenas.cli.main", "export", str(trained), "--format", "tflite"],
+                          capture_output=True, text=True, env=env, cwd=PROJECT, timeout=120)
+    _one_line_error(done.returncode, done.stderr, "pip install 'edgenas[litert]'")
+    assert not (trained / "model.tflite").exists()
+
+
+def test_bad_input_exits_2_with_one_line(trained, tmp_path, capsys):
+    # Too deep for 28x28: five stride-2 stages after a stride-1 stem need at least 32 px.
+    deep = "ds_r1_k3_s2_c8 ds_r1_k3_s2_c8 ds_r1_k3_s2_c8 ds_r1_k3_s2_c8 ds_r1_k3_s2_c8"
+    out = tmp_path / "deep"
+    code, _, err = _run(["train", *deep.split(), "--epochs", "1", "--subset", "64", "--out", out], capsys)
+    _one_line_error(code, err, "total stride 32")
+    assert not out.exists()
+    code, _, err = _run(["train", "ir_r1_k3", "--out", out], capsys)
+    assert code == 2 and "Traceback" not in err and not out.exists()
+    code, _, err = _run(["train", TINY, "--space-preset", "demo", "--out", out], capsys)
+    _one_line_error(code, err, "the mnas space has 4 blocks")
+    code, _, err = _run(["train", TINY, "--dataset", "cifar10-jpeg", "--data-dir", tmp_path / "none", "--out", out], capsys)
+    _one_line_error(code, err, str(tmp_path / "none"))
+    assert not out.exists()
+
+    code, _, err = _run(["export", tmp_path / "empty"], capsys)
+    _one_line_error(code, err, "model.pt does not exist")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "model.pt").write_bytes(b"not a checkpoint")
+    code, _, err = _run(["export", corrupt], capsys)
+    _one_line_error(code, err, str(corrupt / "model.pt"))
+    code, _, err = _run(["export", trained, "--format", "coreml"], capsys)
+    _one_line_error(code, err, "unknown export format")
+    code, _, err = _run(["export", trained, "--output", tmp_path / "model.bin"], capsys)
+    _one_line_error(code, err, "must end in .onnx")

@@ -14,8 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/edgenas space show mnas
-	$(VENV)/bin/edgenas model info mnasnet_a1
+	$(VENV)/bin/edgenas demo
 
 # The LiteRT latency backend's optional extra (~1.2 GB), so its tests run rather than skip.
 $(VENV)/.litert: $(VENV)/.installed

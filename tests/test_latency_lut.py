@@ -39,10 +39,17 @@ def test_layer_keys_name_configuration_channels_and_stride():
 
 
 def test_space_enumeration_covers_every_sampled_layer():
-    space = tiny_space()
-    every = {(s.key, s.shape_key) for s in space_layers(space)}
-    for arch in tiny_archs(30, seed=5):
-        assert {(s.key, s.shape_key) for s in network_layers(arch, space.config.network, 32)} <= every
+    import random
+
+    from edgenas.spaces import get_space
+
+    for space in (tiny_space(), get_space("mnas", resolution=64)):
+        every = {(s.key, s.shape_key) for s in space_layers(space)}
+        rng = random.Random(5)
+        for _ in range(30):
+            arch = space.sample(rng)
+            layers = network_layers(arch, space.config.network, space.config.resolution)
+            assert {(s.key, s.shape_key) for s in layers} <= every
 
 
 def test_accuracy_report_on_known_numbers():

@@ -74,6 +74,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _space(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", default="mnas", help="search space (mnas)")
+    parser.add_argument("--lut-reference", choices=("network", "layer"), default="network",
+                        help="what layers are timed against (network: cold caches; layer: faster build)")
     parser.add_argument("--classes", type=int, default=1000)
 
 
@@ -160,7 +162,7 @@ def _estimator(args: argparse.Namespace, calibration: int):
     return make_latency_estimator(
         args.space, backend=args.backend, mode="lut", cache_path=args.cache, resolution=args.resolution,
         calibration_archs=calibration, protocol=_protocol(args), num_classes=args.classes,
-        backend_options=_backend_options(args).get(args.backend, {}),
+        backend_options=_backend_options(args).get(args.backend, {}), lut_reference=args.lut_reference,
     )
 
 
@@ -186,7 +188,7 @@ def _lut_build(args: argparse.Namespace) -> int:
     try:
         estimator.measurer.backend.require()
         lut = LatencyLUT(estimator.measurer, estimator.cache, estimator.network, estimator.resolution,
-                         estimator.space.name)
+                         estimator.space.name, reference=args.lut_reference)
         if args.sample:
             rng = random.Random(0)
             specs = [s for _ in range(args.sample) for s in lut.layers(estimator.space.sample(rng))]

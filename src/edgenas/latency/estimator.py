@@ -30,7 +30,8 @@ class LatencyEstimator:
     """Latency of architectures of one space, on one backend, through the cache or the LUT."""
 
     def __init__(self, space: SearchSpace, measurer: Measurer, cache: LatencyCache, mode: str = "measure",
-                 reference: str | None = "network", calibration_archs: int = 12, seed: int = 0) -> None:
+                 reference: str | None = "network", calibration_archs: int = 12, seed: int = 0,
+                 lut_reference: str = "network") -> None:
         if mode not in MODES:
             raise LatencyError(f"unknown latency mode '{mode}'; use one of {', '.join(MODES)}")
         config = getattr(space, "config", None)
@@ -42,6 +43,7 @@ class LatencyEstimator:
         self.mode = mode
         self.reference = reference
         self.calibration_archs = calibration_archs
+        self.lut_reference = lut_reference
         self.seed = seed
         self.resolution = int(config.resolution)
         self.network = config.network
@@ -79,7 +81,8 @@ class LatencyEstimator:
     def lut(self) -> LatencyLUT:
         """The LUT for this space and backend, calibrated on first use."""
         if self._lut is None:
-            self._lut = LatencyLUT(self.measurer, self.cache, self.network, self.resolution, self.space.name)
+            self._lut = LatencyLUT(self.measurer, self.cache, self.network, self.resolution, self.space.name,
+                                   reference=self.lut_reference)
         if self._lut.correction is None:
             self.calibrate(self.calibration_archs)
         return self._lut
@@ -91,7 +94,8 @@ class LatencyEstimator:
 
     def calibrate(self, n: int) -> dict[str, Any]:
         if self._lut is None:
-            self._lut = LatencyLUT(self.measurer, self.cache, self.network, self.resolution, self.space.name)
+            self._lut = LatencyLUT(self.measurer, self.cache, self.network, self.resolution, self.space.name,
+                                   reference=self.lut_reference)
         archs = self.calibration_sample(n)
         measured = [self.measure(arch).latency_ms for arch in archs]
         return self._lut.calibrate(archs, measured)
@@ -176,11 +180,14 @@ def make_latency_estimator(
     calibration_archs: int = 12,
     backend_options: dict[str, Any] | None = None,
     protocol: Protocol | None = None,
+    lut_reference: str = "network",
     **space_config: Any,
 ) -> LatencyEstimator:
     """An estimator for `space` (an object, or a name built with `resolution` and `space_config`).
 
     `backend_options` go to the backend (adb: serial, core_mask; ssh: host, python, remote_dir).
+    `lut_reference` is what LUT layers are timed against: "network" (MobileNetV2, cold caches like
+    inside a network) or "layer" (one small MBConv layer, ~15x cheaper to build).
     The cache is `cache_path`, else $EDGENAS_CACHE_DIR/latency.sqlite, else
     ~/.cache/edgenas/latency.sqlite.
     """
@@ -195,4 +202,4 @@ def make_latency_estimator(
     protocol = protocol or Protocol(warmup=warmup, runs=runs, threads=threads)
     measurer = Measurer(chosen, protocol, cache := LatencyCache(cache_path))
     return LatencyEstimator(space, measurer, cache, mode=mode, reference=reference,
-                            calibration_archs=calibration_archs)
+                            calibration_archs=calibration_archs, lut_reference=lut_reference)

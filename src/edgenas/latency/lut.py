@@ -173,7 +173,7 @@ def space_layers(space: MnasSpace) -> list[LayerSpec]:
     size = conv_size(size, net.stem_stride)
     widths = {net.stem_channels}
     for block_index, base in enumerate(config.base_stages):
-        outs = sorted({make_divisible(base.channels * w) for w in config.width_multipliers})
+        outs = sorted({_width(space, base, w) for w in config.width_multipliers})
         layer_choices = space.block_decisions(block_index)[5].choices
         repeats = base.repeats + max(layer_choices)
         after = conv_size(size, base.stride)
@@ -195,6 +195,13 @@ def space_layers(space: MnasSpace) -> list[LayerSpec]:
         add(LayerSpec("head", cin, net.head_channels, (1, cin, size, size)))
     add(LayerSpec("classifier", net.head_channels, net.num_classes, (1, net.head_channels, size, size)))
     return list(found.values())
+
+
+def _width(space: MnasSpace, base, multiplier: float) -> int:
+    """The space's own rounding of a block width (its channel divisor), for equal keys."""
+    if hasattr(space, "width"):
+        return space.width(base, multiplier)
+    return make_divisible(base.channels * multiplier)
 
 
 def _layer(args: BlockArgs, in_channels: int, size: int) -> LayerSpec:

@@ -9,8 +9,8 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,ray]"
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,ray]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -18,7 +18,7 @@ demo: $(VENV)/.installed
 
 # The LiteRT latency backend's optional extra (~1.2 GB), so its tests run rather than skip.
 $(VENV)/.litert: $(VENV)/.installed
-	$(PY) -m pip install -q -e ".[litert]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[litert]"
 	touch $@
 
 test: $(VENV)/.installed $(VENV)/.litert

@@ -8,9 +8,10 @@ Configurations:
 - `reference`: the original code's op-by-op mixed op (every op including `none`, a ReLU per op,
   a product per op), PyTorch's default NCHW layout, every intermediate kept for backward;
 - `fast`: edgenas' default (see docs/darts.md): `none` skipped, shared ReLU, dilated convs on
-  pixel phases, mixture weight folded into each op's last BN, channels-last, edges recomputed
-  in backward instead of kept;
-- `fast-keep`: the fast path keeping the intermediates (more memory, a little less time).
+  pixel phases, mixture weight folded into each op's last BN, channels-last, the edges of the
+  cells up to the first reduction recomputed in backward instead of kept;
+- `fast-lean`: the same, recomputing every cell (least memory);
+- `fast-keep`: the same, recomputing nothing (most memory).
 
 Each runs in its own subprocess (so one's peak memory cannot hide another's). Usage:
     python benchmarks/darts_step.py                       # all, orders 1 and 2
@@ -30,8 +31,9 @@ import time
 
 CONFIGS = {
     "reference": {"fast": False, "recompute": False},
-    "fast": {"fast": True, "recompute": True},
-    "fast-keep": {"fast": True, "recompute": False},
+    "fast": {"fast": True},  # the default: recompute the cells up to the first reduction
+    "fast-lean": {"fast": True, "recompute": True},  # recompute every cell
+    "fast-keep": {"fast": True, "recompute": False},  # recompute none
 }
 
 

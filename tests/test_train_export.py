@@ -118,6 +118,11 @@ def test_bad_input_exits_2_with_one_line(trained, tmp_path, capsys):
     _one_line_error(code, err, str(tmp_path / "none"))
     assert not out.exists()
 
+    before = (trained / "model.pt").read_bytes()
+    code, _, err = _run(["train", TINY, "--out", trained], capsys)
+    _one_line_error(code, err, "already exists")
+    assert (trained / "model.pt").read_bytes() == before
+
     code, _, err = _run(["export", tmp_path / "empty"], capsys)
     _one_line_error(code, err, "model.pt does not exist")
     corrupt = tmp_path / "corrupt"

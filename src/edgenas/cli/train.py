@@ -24,6 +24,7 @@ from edgenas.errors import UserError
 CHECKPOINT = "model.pt"
 FORMAT = "edgenas-model"
 VERSION = 1
+BN_BATCHES = 100  # training batches over which BatchNorm statistics are re-estimated after training
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="directory for model.pt and train.json")
     parser.add_argument("--space-preset", default=None,
                         help="check that ARCH belongs to this mnas space preset (demo, full) and use its spelling")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.1, help="peak SGD learning rate (cosine schedule)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.05, help="peak SGD learning rate, cosine schedule (default 0.05)")
     parser.add_argument("--weight-decay", type=float, default=4e-5)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--subset", type=int, default=None, help="train on N images of the train split (default all)")
@@ -106,7 +107,7 @@ def _check_space(arch: str, preset: str | None, data: ImageDataset) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from edgenas.training.loop import TrainConfig, evaluate, train
-    from edgenas.training.proxy import resolve_device
+    from edgenas.training.proxy import recalibrate_batchnorm, resolve_device
 
     out = Path(args.out)
     if (out / CHECKPOINT).exists() and not args.force:
@@ -128,6 +129,13 @@ def _train(args: argparse.Namespace) -> int:
     loader = BatchLoader(train_data, args.batch_size, augment=augment, device=device, seed=args.seed,
                          drop_last=len(train_data) > args.batch_size, channels_last=True)
     stats = train(model, loader, config, progress=not (args.quiet or args.json), description="training")
+    # MnasNet's BatchNorm momentum (0.01) leaves the running averages far from the weights' real
+    # statistics after a short run (14 % instead of 66 % test accuracy after 5 epochs, measured); re-estimate them on
+    # un-augmented training batches. After a long run this changes little.
+    plain = BatchLoader(train_data, args.batch_size, device=device, seed=args.seed + 1, mean=loader.mean,
+                        std=loader.std, channels_last=True)
+    bn_batches = min(len(plain), BN_BATCHES)
+    recalibrate_batchnorm(model, plain, bn_batches)
     test_loader = BatchLoader(test_data, 256, shuffle=False, device=device, mean=loader.mean, std=loader.std,
                               channels_last=True)
     test_accuracy, test_loss = evaluate(model, test_loader)
@@ -142,6 +150,7 @@ def _train(args: argparse.Namespace) -> int:
         "test_accuracy": test_accuracy, "test_loss": test_loss, "test_images": len(test_data),
         "params": count_params(model), "macs": count_macs(model, (1, c, h, w)),
         "train_seconds": stats.seconds, "final_train_loss": stats.train_loss,
+        "final_train_accuracy": stats.train_accuracy, "bn_recalibration_batches": bn_batches,
     }
     _write(out, recipe, model.state_dict())
     if args.json:

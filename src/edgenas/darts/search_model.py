@@ -228,13 +228,20 @@ class SearchNetwork(nn.Module):
 
     def __init__(
         self, config: SupernetConfig | None = None, fast: bool = True,
-        channels_last: bool | None = None, recompute: bool | None = None,
+        channels_last: bool | None = None, recompute: bool | int | None = None,
     ) -> None:
         super().__init__()
         self.config = config = config or SupernetConfig()
         self.fast = fast
-        # Recompute each edge in backward instead of keeping its intermediates (fast path only).
-        self.recompute = fast if recompute is None else (recompute and fast)
+        # Recompute edges in backward instead of keeping their intermediates (fast path only):
+        # True: every cell; an int k: the first k cells; None: the cells up to and including the
+        # first reduction, which hold two thirds of the activation memory (full resolution) and
+        # cost less than half of the compute to run twice.
+        if recompute is None:
+            recompute = config.reduction_layers()[0] + 1
+        if recompute is True:
+            recompute = config.layers
+        self.recompute_cells = int(recompute) if fast else 0
         # Channels-last lets oneDNN run depthwise convs without reordering every input and output
         # (on by default with the fast path; the reference path keeps PyTorch's default layout).
         self.channels_last = fast if channels_last is None else channels_last
@@ -266,9 +273,9 @@ class SearchNetwork(nn.Module):
         s0 = s1 = self.stem(x)
         normal = torch.softmax(self.alphas_normal, dim=-1)
         reduce = torch.softmax(self.alphas_reduce, dim=-1)
-        for cell in self.cells:
+        for i, cell in enumerate(self.cells):
             weights = reduce if cell.reduction else normal
-            s0, s1 = s1, cell(s0, s1, weights, self.fast, self.recompute)
+            s0, s1 = s1, cell(s0, s1, weights, self.fast, i < self.recompute_cells)
         return self.classifier(s1.mean((2, 3)))
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

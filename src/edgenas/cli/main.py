@@ -38,7 +38,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="edgenas", description=__doc__.splitlines()[0])
+    parser = OneLineParser(
+        prog="edgenas",
+        description="Neural architecture search for networks that are accurate and fast on their device.",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     subparsers.required = True
     for module_name in COMMAND_GROUPS:

@@ -39,3 +39,26 @@ def nb201_dir(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def cifar10_dir(shared_data: Path) -> Path:
     return shared_data / "cifar10"
+
+
+def run_cli(args, capsys) -> tuple[int, str, str]:
+    """Run `edgenas ARGS` in process: (exit status, stdout, stderr); argparse errors included."""
+    from edgenas.cli.main import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny trainings run faster on one thread on these shared 2-core machines."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -4,9 +4,8 @@ presets and overrides, what the run config records (and resume checks), and bad 
 from __future__ import annotations
 
 import pytest
-import torch
 
-from edgenas.cli.main import main
+from conftest import run_cli
 from edgenas.errors import UserError
 from edgenas.mnas_search import make_mnas_space, parse_space_option, space_choices
 from edgenas.store import Store
@@ -19,20 +18,12 @@ TINY_PROXY = ["--dataset", "digits", "--proxy-subset", "200", "--proxy-steps", "
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 def _run(args, capsys):
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(args, capsys)
 
 
 def _search(out, cache, *extra, budget=2):

@@ -13,9 +13,8 @@ import sys
 import time
 
 import pytest
-import torch
 
-from edgenas.cli.main import main
+from conftest import run_cli
 from edgenas.evaluation import TrialResult
 from edgenas.executors import InProcessExecutor
 from edgenas.nb201 import NB201Evaluator, load_tables
@@ -27,11 +26,8 @@ from edgenas.strategies import make_strategy
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +49,7 @@ class SometimesBroken:
 
 
 def _run(args, capsys):
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(args, capsys)
 
 
 @pytest.mark.parametrize("name", ["random", "evolution", "reinforce", "ppo"])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_cli
 from edgenas.cli.main import main
 from edgenas.cli.train import load_checkpoint
 
@@ -22,20 +23,12 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 def _run(args, capsys):
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(args, capsys)
 
 
 def _one_line_error(code, err, message):

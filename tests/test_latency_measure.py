@@ -137,3 +137,24 @@ def test_a_dead_measuring_process_is_a_latency_error():
     job = TimingJob([TimingItem(Path("unused.onnx"), TINY_SHAPE)], runs=2, warmup=0)
     with pytest.raises(LatencyError, match="measuring subprocess of backend 'onnxruntime' died"):
         list(backend.run(job))
+
+
+def test_timing_in_passes_pairs_every_model_with_its_pass_reference(tmp_path):
+    """In passes, each model runs once per pass after the reference; a file that cannot load fails alone."""
+    from edgenas.export import export_onnx
+
+    small = export_onnx(tiny_model().eval(), TINY_SHAPE, tmp_path / "small.onnx")
+    big = export_onnx(bigger_model().eval(), TINY_SHAPE, tmp_path / "big.onnx")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    items = [TimingItem(small, TINY_SHAPE), TimingItem(broken, TINY_SHAPE), TimingItem(big, TINY_SHAPE)]
+    job = TimingJob(items, TimingItem(small, TINY_SHAPE), warmup=1, runs=6, chain=True)
+    raw = {r.index: r for r in get_backend("onnxruntime").run(job)}
+    assert sorted(raw) == [0, 1, 2]
+    assert raw[1].error and not raw[1].candidate_ms
+    for index in (0, 2):
+        assert raw[index].error is None and "in passes" in raw[index].where
+        assert len(raw[index].candidate_cpu_ms) == len(raw[index].reference_cpu_ms) == 6
+    # Both models were paired with the same reference runs (one per pass).
+    assert raw[0].reference_ms == raw[2].reference_ms
+    assert sorted(raw[2].candidate_cpu_ms)[3] > sorted(raw[0].candidate_cpu_ms)[3]

@@ -36,8 +36,8 @@ def tiny_evaluator() -> ProxyTrainingEvaluator:
     return ProxyTrainingEvaluator(config)
 
 
-def search(run_dir, executor) -> list:
-    evaluator = tiny_evaluator()
+def search(run_dir, executor, evaluator=None) -> list:
+    evaluator = evaluator or tiny_evaluator()
     space = evaluator.space
     store = Store.create_or_resume(run_dir, {"space": "mnas", "executor": type(executor).__name__})
     with store:
@@ -54,8 +54,7 @@ def ray_cluster():
 
 
 def test_two_trials_at_once_on_ray_match_in_process(tmp_path, ray_cluster):
-    executor = RayExecutor(slots=2, cpus_per_trial=1)
-    executor._started_here = False  # the module fixture owns the cluster
+    executor = RayExecutor(slots=2, cpus_per_trial=1)  # joins the fixture's cluster, leaves it running
     ray_trials = search(tmp_path / "ray", executor)
     local_trials = search(tmp_path / "local", InProcessExecutor(1))
     assert [t.status for t in ray_trials] == ["ok"] * 4, [t.error for t in ray_trials]
@@ -69,6 +68,33 @@ def test_two_trials_at_once_on_ray_match_in_process(tmp_path, ray_cluster):
     # Two ran at once: their wall-clock intervals overlap.
     spans = sorted((t.started, t.finished) for t in ray_trials)
     assert any(spans[i + 1][0] < spans[i][1] for i in range(len(spans) - 1))
+
+
+def test_latency_goes_through_one_actor_that_never_measures_two_at_once(tmp_path, ray_cluster):
+    """Two trials train at once; their latencies are measured by the actor, one after the other."""
+    import functools
+
+    from edgenas.mnas_search import LatencySettings, make_latency_estimator_for
+
+    executor = RayExecutor(slots=2, cpus_per_trial=1)
+    probe = tiny_evaluator()
+    settings = LatencySettings(runs=5, warmup=1, cache=str(tmp_path / "latency.sqlite"))
+    client = executor.latency_service(functools.partial(make_latency_estimator_for, probe.space, settings))
+    evaluator = ProxyTrainingEvaluator(probe.config, latency=client)
+    trials = search(tmp_path / "ray", executor, evaluator)
+    assert [t.status for t in trials] == ["ok"] * 4, [t.error for t in trials]
+    assert all(t.latency_ms is not None and t.latency_ms > 0 for t in trials), [(t.latency_ms, t.metrics) for t in trials]
+    stats = client.stats()
+    assert stats["served"] == 4
+    assert stats["most_at_once"] == 1
+    # The actor measured with the real backend and stored each network in its own cache file.
+    from edgenas.latency.cache import LatencyCache
+
+    cache = LatencyCache(settings.cache)
+    try:
+        assert cache.count() >= len({t.arch for t in trials})
+    finally:
+        cache.close()
 
 
 def test_unreachable_address_is_a_user_error():
@@ -87,3 +113,24 @@ def test_search_cli_refuses_dead_ray_address_before_writing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "cannot reach a Ray cluster" in err
     assert not out.exists()
+
+
+def test_mnas_search_cli_on_ray_measures_latency_through_the_actor(tmp_path, capsys):
+    """`edgenas search --space mnas --executor ray`: the plugin asks the executor for latency."""
+    from conftest import run_cli
+    from test_mnas_search import TINY_PROXY, TINY_SPACE
+
+    if ray.is_initialized():
+        ray.shutdown()
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(
+        ["search", "--space", "mnas", "--strategy", "random", "--objective", "mnas-soft", "--target-ms", "0.1",
+         *TINY_SPACE, *TINY_PROXY, "--latency-cache", tmp_path / "latency.sqlite", "--budget", "2",
+         "--executor", "ray", "--parallel", "2", "--out", out, "--quiet"], capsys)
+    assert code == 0, err
+    assert not ray.is_initialized()  # the cluster it started is shut down
+    with Store.open_existing(out) as store:
+        trials = store.trials()
+    assert [t.status for t in trials] == ["ok", "ok"], [t.error for t in trials]
+    for trial in trials:
+        assert trial.latency_ms > 0 and trial.metrics["latency"]["source"] == "measured"

@@ -20,7 +20,9 @@ import time
 import traceback
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from edgenas.errors import UserError
 from edgenas.evaluation import Evaluator, TrialResult
@@ -61,6 +63,15 @@ class Executor(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most executors hold nothing
         """Release workers; nothing to do in process."""
+
+    def latency_service(self, make_estimator: Callable[[], Any]) -> Any:
+        """What evaluations ask for latency: an object with `latency(arch) -> Measurement`.
+
+        `make_estimator` is a picklable zero-argument factory. In one process evaluations run one
+        at a time, so the estimator itself serves them; executors whose evaluations run at once
+        elsewhere override this so that two measurements never share the device.
+        """
+        return make_estimator()
 
     def __enter__(self) -> Executor:
         return self

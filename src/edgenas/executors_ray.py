@@ -51,25 +51,42 @@ class RayExecutor(Executor):
         cpus_per_trial: float = 1,
         gpus_per_trial: float = 0,
         num_cpus: int | None = None,
+        latency_cpus: float = 0,
     ) -> None:
         if slots < 1:
             raise UserError(f"the Ray executor needs at least one slot, got {slots}")
-        if cpus_per_trial <= 0 or gpus_per_trial < 0:
-            raise UserError("cpus per trial must be positive and gpus per trial not negative")
+        if cpus_per_trial <= 0 or gpus_per_trial < 0 or latency_cpus < 0:
+            raise UserError("cpus per trial must be positive, gpus per trial and latency cpus not negative")
         self.slots = slots
         self.address = address
         self.cpus_per_trial = cpus_per_trial
         self.gpus_per_trial = gpus_per_trial
         self.num_cpus = num_cpus
+        self.latency_cpus = latency_cpus
         self._ray: Any = None
         self._started_here = False
         self._task: Any = None
         self._evaluator_ref: Any = None
         self._pending: dict[Any, tuple[int, str]] = {}
 
+    def _connect(self) -> None:
+        """Join or start Ray once; only a cluster started here is shut down by `close`."""
+        if self._ray is None:
+            already = import_ray().is_initialized()
+            self._ray = connect(self.address, self.num_cpus)
+            self._started_here = self.address is None and not already
+
+    def latency_service(self, make_estimator: Any) -> RayLatencyClient:
+        """A latency actor holding the device: trials running at once queue their measurements.
+
+        It reserves `latency_cpus` (default 0: on one machine the measuring subprocess pins itself
+        to the quietest core anyway; on a cluster reserve 1 so that no trial trains beside it).
+        """
+        self._connect()
+        return latency_actor(make_estimator, num_cpus=self.latency_cpus)
+
     def open(self, evaluator: Evaluator) -> None:
-        self._ray = connect(self.address, self.num_cpus)
-        self._started_here = self.address is None
+        self._connect()
         self._task = self._ray.remote(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial)(
             _evaluate_in_worker
         )
@@ -164,9 +181,22 @@ class LatencyActorImpl:
 
     def __init__(self, make_estimator: Any) -> None:
         self.estimator = make_estimator()
+        self.served = 0
+        self.busy = 0
+        self.most_at_once = 0
 
     def latency(self, arch: str) -> Any:
-        return self.estimator.latency(arch)
+        self.busy += 1
+        self.most_at_once = max(self.most_at_once, self.busy)
+        try:
+            return self.estimator.latency(arch)
+        finally:
+            self.busy -= 1
+            self.served += 1
+
+    def stats(self) -> dict[str, int]:
+        """Requests served and the most ever in progress at once (1 when the device was never shared)."""
+        return {"served": self.served, "most_at_once": self.most_at_once}
 
 
 class RayLatencyClient:
@@ -179,6 +209,11 @@ class RayLatencyClient:
         import ray
 
         return ray.get(self.actor.latency.remote(arch))
+
+    def stats(self) -> dict[str, int]:
+        import ray
+
+        return ray.get(self.actor.stats.remote())
 
 
 def latency_actor(make_estimator: Any, num_cpus: float = 1, name: str | None = None) -> RayLatencyClient:

@@ -23,6 +23,7 @@ from typing import Any
 
 from edgenas.data import ImageDataset, load_dataset
 from edgenas.errors import UserError
+from edgenas.executors import Executor
 from edgenas.spaces import get_space
 from edgenas.spaces.mnas import BaseStage, MnasSpace
 from edgenas.training.options import add_proxy_options, proxy_config_from_args
@@ -180,6 +181,14 @@ class MnasSearchSetup:
         """A picklable zero-argument factory of this search's latency estimator."""
         return functools.partial(make_latency_estimator_for, self.space, self.latency)
 
+    def check_latency(self) -> None:
+        """An unusable backend is the user's to fix: a UserError (exit 2) now, not a failed trial later."""
+        estimator = self.latency_factory()
+        try:
+            estimator.measurer.status  # noqa: B018 - raises LatencyError when unusable
+        finally:
+            estimator.close()
+
     def make_evaluator(self, latency: Any = None) -> ProxyTrainingEvaluator:
         """The proxy evaluator; `latency` defaults to a fresh estimator (checked usable now)."""
         if latency is None:
@@ -261,8 +270,12 @@ def _make_space(args: argparse.Namespace) -> MnasSpace:
     return setup_from_args(args).space
 
 
-def _make_evaluator(args: argparse.Namespace, space: Any) -> ProxyTrainingEvaluator:
-    return setup_from_args(args).make_evaluator()
+def _make_evaluator(args: argparse.Namespace, space: Any, executor: Executor | None = None) -> ProxyTrainingEvaluator:
+    setup = setup_from_args(args)
+    if executor is None:
+        return setup.make_evaluator()
+    setup.check_latency()  # before any Ray actor starts
+    return setup.make_evaluator(latency=executor.latency_service(setup.latency_factory))
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:

@@ -198,7 +198,7 @@ def _settings(args) -> dict[str, str]:
     return {"dataset": args.dataset or "cifar10", "device": args.device or "pixel3"}
 
 
-def _make_evaluator(args, space) -> NB201Evaluator:
+def _make_evaluator(args, space, executor=None) -> NB201Evaluator:
     settings = _settings(args)
     if settings["dataset"] not in DATASETS:
         raise UserError(f"unknown NAS-Bench-201 dataset '{settings['dataset']}'; choose one of {', '.join(DATASETS)}")

@@ -39,15 +39,16 @@ Progress = Callable[[int, int, TrialRecord | None], None]
 class EvaluatorPlugin:
     """How `edgenas search --space NAME` gets its evaluator.
 
-    `make(args, space)` builds the evaluator from the parsed CLI options (raise UserError for bad
-    ones); `add_options(parser)` adds the plugin's own flags to `edgenas search` (they must not
+    `make(args, space, executor)` builds the evaluator from the parsed CLI options (raise
+    UserError for bad ones); an evaluator that measures latency gets its estimator from
+    `executor.latency_service(factory)`, so that parallel trials never share the device; `add_options(parser)` adds the plugin's own flags to `edgenas search` (they must not
     clash with the common ones, see `docs/search.md`); `config(args)` returns the settings that
     identify a run (compared on resume); `make_space(args)` builds the space when it needs
     options (default: `get_space(NAME)`).
     """
 
     space: str
-    make: Callable[[argparse.Namespace, SearchSpace], Evaluator]
+    make: Callable[[argparse.Namespace, SearchSpace, Executor], Evaluator]
     add_options: Callable[[argparse.ArgumentParser], None] | None = None
     config: Callable[[argparse.Namespace], dict[str, Any]] | None = None
     make_space: Callable[[argparse.Namespace], SearchSpace] | None = None

@@ -7,6 +7,7 @@ import sys
 
 from edgenas.cli.output import print_json, print_table
 from edgenas.errors import UserError
+from edgenas.progress import progress_bar
 
 BACKENDS = ("onnxruntime", "torch", "litert", "adb", "ssh")
 
@@ -166,19 +167,6 @@ def _estimator(args: argparse.Namespace, calibration: int):
     )
 
 
-def _progress():
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=__import__("rich.console").console.Console(stderr=True))
-
-
 def _lut_build(args: argparse.Namespace) -> int:
     import random
 
@@ -195,7 +183,7 @@ def _lut_build(args: argparse.Namespace) -> int:
         else:
             specs = space_layers(estimator.space)
         todo = lut.missing(specs)
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task("timing layers", total=len(todo))
             lut.fill(todo, progress=lambda k: progress.advance(task, k))
         correction = estimator.lut.correction or {}
@@ -219,7 +207,7 @@ def _lut_validate(args: argparse.Namespace) -> int:
     estimator = _estimator(args, args.calibration)
     try:
         estimator.measurer.backend.require()
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task("measuring networks", total=args.n)
             report = estimator.validate(args.n, seed=args.seed, progress=lambda _: progress.advance(task))
     finally:

@@ -14,12 +14,13 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import TextColumn
 
 from edgenas.cli.output import print_json
 from edgenas.errors import UserError
 from edgenas.executors import Executor, InProcessExecutor
 from edgenas.objective import OBJECTIVES, make_objective
+from edgenas.progress import progress_bar
 from edgenas.search import DelayedEvaluator, evaluator_plugins, get_evaluator_plugin, run_search
 from edgenas.spaces import get_space
 from edgenas.store import Store, TrialRecord
@@ -81,6 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="join this Ray cluster (host:port, ray://host:port, auto); default: start a local one")
     parser.add_argument("--cpus-per-trial", type=float, default=1, help="Ray resources per evaluation (default 1)")
     parser.add_argument("--gpus-per-trial", type=float, default=0, help="Ray resources per evaluation (default 0)")
+    parser.add_argument("--ray-latency-cpus", type=float, default=0,
+                        help="Ray CPUs reserved by the latency actor that owns the device (default 0; 1 on a cluster)")
     parser.add_argument("--max-repeats", type=int, default=1000, help="stop after this many known architectures proposed in a row")
     parser.add_argument(
         "--eval-delay-ms", type=float, default=0.0,
@@ -120,7 +123,7 @@ def make_executor(args: argparse.Namespace) -> Executor:
     check_ray_available(args.ray_address)
     return RayExecutor(
         slots=args.parallel, address=args.ray_address,
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, latency_cpus=args.ray_latency_cpus,
     )
 
 
@@ -141,7 +144,7 @@ def _search(args: argparse.Namespace) -> int:
     plugin = get_evaluator_plugin(args.space)
     space = plugin.make_space(args) if plugin.make_space else get_space(args.space)
     strategy = make_strategy(args.strategy, space, args.seed, **parse_options(args.strategy_option))
-    evaluator = plugin.make(args, space)
+    evaluator = plugin.make(args, space, executor)
     config = {
         "space": args.space,
         "strategy": args.strategy,
@@ -163,10 +166,7 @@ def _search(args: argparse.Namespace) -> int:
                 f"resuming {store.path}: {already['ok'] + already['failed']} trials done, "
                 f"{already['running']} to run again"
             )
-        bar = Progress(
-            TextColumn("search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
-            TimeElapsedColumn(), console=console, disable=not show,
-        )
+        bar = progress_bar(TextColumn("{task.fields[best]}"), console=console, disable=not show)
         with bar:
             task = bar.add_task("search", total=args.budget, best="")
 

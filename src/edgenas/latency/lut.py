@@ -1,11 +1,15 @@
 """The per-layer lookup table: time each distinct layer once, predict a network as the sum.
 
-Each layer is timed alone, as its own model, interleaved with the network reference (MobileNetV2
-at the network's input shape). The reference run between two layer runs evicts the layer's
-weights from the caches, as the other layers of a network do; timed back to back against a small
-reference layer instead, layers ran ~25 % faster than inside a network and the error doubled.
-Entries are stored calibrated (ratio x reference baseline), so entries timed on a quiet minute
-and on a busy one agree.
+Each layer is its own model, timed in passes with up to CHUNK other layers and the network
+reference (MobileNetV2 at the network's input shape): every pass runs the reference, then each
+layer once (`timing.time_chain`), so between two runs of a layer the others evict its weights
+from the caches, as the other layers of a network do. Timed back to back with itself instead, a
+layer runs from warm caches and the sums predicted networks worse (80 % within +-10 % against
+96-100 % in passes, 40 networks at 224 on a quiet machine; the old scheme, one layer interleaved
+with the reference at a time, also took ~20x longer). Entries are stored calibrated (ratio to the
+reference run of the same pass x the reference's baseline), so entries timed on a quiet minute
+and on a busy one agree as far as a ratio can make them. Backends that time one model per call
+(adb's benchmark_model) time layers alone; the LUT's key says which (`timing=`).
 
 Why a correction: a layer timed alone pays what a network pays once: the runtime's call overhead
 and the layout conversions at its input and output (ONNX Runtime reorders NCHW to its blocked
@@ -37,7 +41,7 @@ from edgenas.spaces.blockstrings import BlockArgs
 from edgenas.spaces.mnas import MnasSpace, op_to_block
 from edgenas.spaces.mobilenet import NetworkConfig
 
-CHUNK = 64  # layers per measuring process: progress is stored chunk by chunk
+CHUNK = 24  # layers per measuring process and pass (about one network's worth); stored chunk by chunk
 
 
 class LatencyLUT:
@@ -52,8 +56,10 @@ class LatencyLUT:
         self.name = f"{name}@{resolution}:classes={config.num_classes}:in={config.in_channels}"
         self.reference = reference
         base = measurer.where
+        self.in_passes = measurer.backend.times_in_passes
+        timing = "passes" if self.in_passes else "alone"
         self.where = Where(base.backend, base.device, base.runtime,
-                           f"{base.setting};act={config.act};ref={reference}")
+                           f"{base.setting};act={config.act};ref={reference};timing={timing}")
         self._table = cache.get_layers(self.where)
         self.correction: dict[str, Any] | None = cache.get_correction(self.name, self.where)
 
@@ -82,7 +88,8 @@ class LatencyLUT:
             # No re-measuring: a layer is a few percent of a network and the errors of ~20 layers
             # average out, while re-measuring every noisy 0.1 ms layer tripled the build time.
             for index, result in self.measurer.measure_many(entries, reference=self.reference,
-                                                            reference_shape=shape, retries=0):
+                                                            reference_shape=shape, retries=0,
+                                                            in_passes=self.in_passes):
                 spec = chunk[index]
                 if isinstance(result, Exception):
                     raise LatencyError(f"cannot time layer {spec.key} at {spec.shape_key}: {result}")

@@ -154,10 +154,11 @@ class Measurer:
         self._baselines[name] = stored
         return stored
 
-    def _job(self, items: Sequence[TimingItem], reference: _Reference | TimingItem | None, runs: int) -> TimingJob:
+    def _job(self, items: Sequence[TimingItem], reference: _Reference | TimingItem | None, runs: int,
+             in_passes: bool = False) -> TimingJob:
         ref_item = reference.item if isinstance(reference, _Reference) else reference
         p = self.protocol
-        return TimingJob(list(items), ref_item, p.warmup, runs, p.threads, p.core, p.max_seconds)
+        return TimingJob(list(items), ref_item, p.warmup, runs, p.threads, p.core, p.max_seconds, in_passes)
 
     # --- measuring --------------------------------------------------------------------------
     def measure(self, model: nn.Module, input_shape: Sequence[int], what: str = "",
@@ -171,12 +172,14 @@ class Measurer:
     def measure_many(self, entries: Sequence[Entry], reference: str | None = "network",
                      progress: Callable[[int], None] | None = None,
                      reference_shape: Sequence[int] | None = None, retries: int | None = None,
-                     ) -> Iterator[tuple[int, Measurement | LatencyError]]:
+                     in_passes: bool = False) -> Iterator[tuple[int, Measurement | LatencyError]]:
         """Measure several models in one measuring process, yielding (index, result) as each ends.
 
         A model that fails (export rejected, runtime error) yields a LatencyError, not an exception.
         All entries share one reference, made for `reference_shape` (default: the first entry's).
-        `retries` overrides the protocol's number of re-measurements.
+        `retries` overrides the protocol's number of re-measurements. `in_passes` times the models
+        together, each once per pass (`timing.time_chain`: how layers of a network run), where
+        the backend can (`Backend.times_in_passes`).
         """
         retries = self.protocol.retries if retries is None else retries
         if not entries:
@@ -192,7 +195,7 @@ class Measurer:
         pending = sorted(items)
         runs = self.protocol.runs
         for attempt in range(1, retries + 2):
-            job = self._job([items[i] for i in pending], ref, runs)
+            job = self._job([items[i] for i in pending], ref, runs, in_passes)
             for raw in self.backend.run(job):
                 index = pending[raw.index]
                 if raw.error:

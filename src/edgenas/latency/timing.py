@@ -3,8 +3,8 @@
 Standalone on purpose (standard library only, no edgenas imports): the ssh backend copies this
 file to the board and runs it with the board's own Python, so the board times models exactly as
 this machine does. A job is a dict: {"runtime", "threads", "core", "warmup", "runs",
-"max_seconds", "items": [{"path", "input_shape"}], "reference": {"path", "input_shape"} | null}.
-`core` -1 means "the last core this process may use".
+"max_seconds", "items": [{"path", "input_shape"}], "reference": {"path", "input_shape"} | null,
+"chain": bool}. `core` -1 means "the last core this process may use".
 """
 
 from __future__ import annotations
@@ -62,6 +62,73 @@ def time_pairs(run, reference, warmup, runs, max_seconds):
     return out
 
 
+def time_chain(runs_list, reference, warmup, runs, max_seconds):
+    """Time several models as a network runs its layers: in passes, each model once per pass.
+
+    A pass runs the reference (if any) and then every model in order, timing each run. Why:
+    a layer timed back to back with itself keeps its weights and buffers in the caches, which no
+    layer of a real network enjoys; inside a pass the other models evict them as the network's
+    other layers do. Measured here (40 random MnasNet networks at 224, onnxruntime): layer sums
+    timed in passes predicted the networks 96-100 % within +-10 %, timed alone 80 %.
+    Returns one dict per model, as `time_pairs` does; the reference runs are shared (run r of a
+    model pairs with the reference run of its pass).
+    """
+    for _ in range(warmup):
+        if reference is not None:
+            reference()
+        for run in runs_list:
+            run()
+    out = [{"candidate_ms": [], "reference_ms": [], "candidate_cpu_ms": [], "reference_cpu_ms": []}
+           for _ in runs_list]
+    reference_ms, reference_cpu_ms = [], []
+    deadline = time.monotonic() + max_seconds
+    gc.disable()
+    try:
+        for index in range(runs):
+            if reference is not None:
+                _timed(reference, reference_ms, reference_cpu_ms)
+            for run, record in zip(runs_list, out):
+                _timed(run, record["candidate_ms"], record["candidate_cpu_ms"])
+            if index >= 4 and time.monotonic() > deadline:
+                break
+    finally:
+        gc.enable()
+    for record in out:
+        record["reference_ms"], record["reference_cpu_ms"] = reference_ms, reference_cpu_ms
+    return out
+
+
+def _error(error):
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def _run_chain(job, load, threads, reference, where, out):
+    """Load every item, time the loadable ones together in passes, write one line per item."""
+    runs, failed = {}, {}
+    for index, item in enumerate(job["items"]):
+        try:
+            runs[index] = load(item["path"], item["input_shape"], threads)
+        except Exception as error:  # noqa: BLE001 - reported per item
+            failed[index] = _error(error)
+    timed = {}
+    if runs:
+        try:
+            results = time_chain(list(runs.values()), reference, int(job["warmup"]), int(job["runs"]),
+                                 float(job.get("max_seconds", 60.0)))
+            timed = dict(zip(runs, results))
+        except Exception as error:  # noqa: BLE001 - one failing model spoils the pass: report all
+            failed.update({index: _error(error) for index in runs})
+    for index in range(len(job["items"])):
+        record = {"index": index, "where": where}
+        if index in failed:
+            record["error"] = failed[index]
+        else:
+            record.update(timed[index])
+        out.write(json.dumps(record) + "\n")
+    out.flush()
+
+
 def run_job(job, loaders, out=None):
     """Time every item of `job`, writing one JSON line per item as it finishes."""
     out = out or sys.stdout
@@ -73,6 +140,9 @@ def run_job(job, loaders, out=None):
         ref = job["reference"]
         reference = load(ref["path"], ref["input_shape"], threads)
     where = f"pid {os.getpid()}" + (f" on core {core}" if core is not None else "")
+    if job.get("chain"):
+        _run_chain(job, load, threads, reference, where + ", in passes", out)
+        return
     for index, item in enumerate(job["items"]):
         record = {"index": index, "where": where}
         try:
@@ -80,7 +150,6 @@ def run_job(job, loaders, out=None):
             record.update(time_pairs(run, reference, int(job["warmup"]), int(job["runs"]),
                                      float(job.get("max_seconds", 60.0))))
         except Exception as error:  # noqa: BLE001 - reported per item; the caller decides
-            lines = str(error).strip().splitlines()
-            record["error"] = f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+            record["error"] = _error(error)
         out.write(json.dumps(record) + "\n")
         out.flush()

@@ -250,19 +250,9 @@ class _Bar:
     """A rich progress bar with ETA, closed explicitly (so an exception never leaves it live)."""
 
     def __init__(self, description: str, total: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from edgenas.progress import progress_bar
 
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=True,
-        )
+        self._progress = progress_bar(transient=True)
         self._task = self._progress.add_task(description, total=total)
         self._progress.start()
 

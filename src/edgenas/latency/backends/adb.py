@@ -4,6 +4,7 @@ MnasNet measured latency this way (TFLite, one thread on a big core of a Pixel 1
 timed in `rounds` rounds that alternate the candidate and the reference (B A B A ... at the
 granularity of one benchmark_model call each); the per-round typical times are the samples.
 The phone must have the `benchmark_model` binary (from TensorFlow's releases) at `benchmark_model`.
+benchmark_model times one model per call, so LUT layers are timed alone here, not in passes.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class AdbBackend(Backend):
     name = "adb"
     suffix = ".tflite"
     description = "Android phone over adb: TFLite benchmark_model, 1 thread, taskset core mask"
+    times_in_passes = False
 
     def __init__(
         self,

@@ -60,6 +60,7 @@ class TimingJob:
     threads: int = 1
     core: int | None = None  # None: the quietest core at the start (local backends)
     max_seconds: float = 60.0
+    chain: bool = False  # time the items together in passes (see timing.time_chain), not one by one
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Backend(ABC):
     name: str = "backend"
     suffix: str = ".onnx"
     description: str = ""
+    times_in_passes: bool = True  # honours TimingJob.chain; else every item is timed alone
 
     @abstractmethod
     def status(self) -> BackendStatus:
@@ -125,6 +127,7 @@ class LocalBackend(Backend):
             "warmup": job.warmup,
             "runs": job.runs,
             "max_seconds": job.max_seconds,
+            "chain": job.chain,
             "items": [{"path": str(i.path), "input_shape": list(i.input_shape)} for i in job.items],
             "reference": (
                 {"path": str(job.reference.path), "input_shape": list(job.reference.input_shape)}

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint
+.PHONY: demo test lint benchmarks-doc
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,9 @@ test: $(VENV)/.installed $(VENV)/.litert
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks
+
+# docs/benchmarks.md is assembled from the per-topic pages in docs/bench/ (edit those).
+BENCH_PAGES := nb201 latency data darts cifar_search
+benchmarks-doc:
+	{ head -3 docs/benchmarks.md; for page in $(BENCH_PAGES); do echo; sed 's/^#/##/' docs/bench/$$page.md; done; } > docs/benchmarks.md.new
+	mv docs/benchmarks.md.new docs/benchmarks.md

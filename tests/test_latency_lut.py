@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -74,6 +76,10 @@ def test_lut_times_layers_once_calibrates_and_predicts(tmp_path):
         estimator.latency(arch)
         assert len(lut) == entries  # ... and never again
         assert estimator.cache.count("lut") == entries
+        # Layers were timed in passes (as a network runs them), and the LUT's key says so.
+        assert lut.where.setting.endswith("timing=passes")
+        stored = estimator.cache._db.execute("SELECT data FROM lut").fetchall()
+        assert all("in passes" in json.loads(row[0])["where"] for row in stored)
         report = estimator.validate(2, seed=2)
         assert report["n"] == 2 and 0.0 <= report["within_10pct"] <= 1.0 and len(report["pairs"]) == 2
         held_out = set(estimator.calibration_sample(2))

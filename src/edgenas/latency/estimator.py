@@ -186,8 +186,9 @@ def make_latency_estimator(
     """An estimator for `space` (an object, or a name built with `resolution` and `space_config`).
 
     `backend_options` go to the backend (adb: serial, core_mask; ssh: host, python, remote_dir).
-    `lut_reference` is what LUT layers are timed against: "network" (MobileNetV2, cold caches like
-    inside a network) or "layer" (one small MBConv layer, ~15x cheaper to build).
+    `lut_reference` is what LUT layers are timed against, once per pass: "network" (MobileNetV2 at
+    the network's input, the default) or "layer" (one small MBConv layer: a shorter pass, warmer
+    caches; where the device only times one model per call, ~15x cheaper to build).
     The cache is `cache_path`, else $EDGENAS_CACHE_DIR/latency.sqlite, else
     ~/.cache/edgenas/latency.sqlite.
     """

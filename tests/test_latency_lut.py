@@ -87,3 +87,16 @@ def test_lut_times_layers_once_calibrates_and_predicts(tmp_path):
         assert all(p["predicted_ms"] > 0 and p["measured_ms"] > 0 for p in report["pairs"])
     finally:
         estimator.close()
+
+
+def test_layers_are_dealt_into_network_like_passes():
+    from edgenas.latency.lut import network_like_order
+
+    space = tiny_space()
+    specs = [s for s in space_layers(space)]
+    ordered = network_like_order(specs)
+    assert sorted(ordered, key=id) == sorted(specs, key=id)  # every layer, once
+    sizes = [s.input_shape[-1] for s in ordered]
+    distinct = sorted(set(sizes), reverse=True)
+    # The first round takes one layer of each input size, largest first.
+    assert sizes[: len(distinct)] == distinct

@@ -41,8 +41,9 @@ class EvaluatorPlugin:
 
     `make(args, space, executor)` builds the evaluator from the parsed CLI options (raise
     UserError for bad ones); an evaluator that measures latency gets its estimator from
-    `executor.latency_service(factory)`, so that parallel trials never share the device; `add_options(parser)` adds the plugin's own flags to `edgenas search` (they must not
-    clash with the common ones, see `docs/search.md`); `config(args)` returns the settings that
+    `executor.latency_service(factory)`, so that parallel trials never share the device;
+    `add_options(parser)` adds the plugin's own flags to `edgenas search` (they must not clash
+    with the common ones, see `docs/search.md`); `config(args)` returns the settings that
     identify a run (compared on resume); `make_space(args)` builds the space when it needs
     options (default: `get_space(NAME)`).
     """

@@ -4,9 +4,9 @@ Each layer is its own model, timed in passes with up to CHUNK other layers and t
 reference (MobileNetV2 at the network's input shape): every pass runs the reference, then each
 layer once (`timing.time_chain`), so between two runs of a layer the others evict its weights
 from the caches, as the other layers of a network do. Timed back to back with itself instead, a
-layer runs from warm caches and the sums predicted networks worse (80 % within +-10 % against
-96-100 % in passes, 40 networks at 224 on a quiet machine; the old scheme, one layer interleaved
-with the reference at a time, also took ~20x longer). Entries are stored calibrated (ratio to the
+layer runs from warm caches and the sums predicted networks worse (88 % of 25 held-out networks
+within +-10 % against 100 % in passes, `benchmarks/latency_lut_timing.py`; the old scheme, one
+layer alternated with a whole reference run at a time, also took ~25x longer to build). Entries are stored calibrated (ratio to the
 reference run of the same pass x the reference's baseline), so entries timed on a quiet minute
 and on a busy one agree as far as a ratio can make them. Backends that time one model per call
 (adb's benchmark_model) time layers alone; the LUT's key says which (`timing=`).

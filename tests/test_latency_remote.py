@@ -138,6 +138,22 @@ def test_ssh_copies_onnx_and_times_it_with_the_remote_python(standins, tmp_path)
     assert list((tmp_path / "board").iterdir()) == []  # the board is left clean
 
 
+def test_ssh_board_times_lut_layers_in_passes(standins, tmp_path):
+    """The board runs the same timing code, so LUT layers are timed there in passes too."""
+    backend = get_backend("ssh", host="pi@localhost", python=sys.executable, remote_dir=str(tmp_path / "board"))
+    model = build_network(TINY_ARCH, NetworkConfig(num_classes=10, stem_stride=1), 32).eval()
+    measurer = Measurer(backend, FAST)
+    try:
+        entries = [(model, TINY_SHAPE, "a"), (model, TINY_SHAPE, "b")]
+        results = dict(measurer.measure_many(entries, reference="layer", retries=0, in_passes=True))
+    finally:
+        measurer.close()
+    assert sorted(results) == [0, 1]
+    for result in results.values():
+        assert not isinstance(result, Exception), result
+        assert "in passes" in result.where and result.calibrated_ms > 0
+
+
 def test_unreachable_ssh_host_is_unusable_with_the_reason(standins):
     status = get_backend("ssh", host="board.invalid", python=sys.executable).status()
     assert not status.usable and "cannot reach board.invalid" in status.reason

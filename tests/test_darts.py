@@ -16,12 +16,7 @@ from edgenas.errors import UserError
 TINY = SupernetConfig(channels=4, layers=3, num_classes=5)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings on one thread
 
 
 def _tiny_net(fast: bool, recompute: bool = False, seed: int = 0, config: SupernetConfig = TINY) -> SearchNetwork:

@@ -22,12 +22,7 @@ from edgenas.spaces import get_space
 TINY = SupernetConfig(channels=4, layers=3, num_classes=4, steps=2, multiplier=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings on one thread
 
 
 def synthetic(n: int = 48, classes: int = 4, size: int = 8, seed: int = 0) -> ImageDataset:

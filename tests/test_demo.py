@@ -7,18 +7,11 @@ from __future__ import annotations
 import re
 
 import pytest
-import torch
 
 from edgenas.cli.main import main
 from edgenas.store import Store
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings on one thread
 
 
 def _demo(out, cache, capsys, budget=3):

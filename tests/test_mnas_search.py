@@ -17,9 +17,7 @@ TINY_PROXY = ["--dataset", "digits", "--proxy-subset", "200", "--proxy-steps", "
               "--latency-runs", "3", "--latency-warmup", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings on one thread
 
 
 def _run(args, capsys):

@@ -24,10 +24,7 @@ from edgenas.spaces import get_space
 from edgenas.store import Store
 from edgenas.strategies import make_strategy
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings on one thread
 
 
 @pytest.fixture(scope="module")

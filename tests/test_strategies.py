@@ -42,12 +42,7 @@ class GridSpace(SearchSpace):
         return nn.Identity()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings on one thread
 
 
 # ---- the controller ------------------------------------------------------------------------------

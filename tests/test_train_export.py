@@ -22,9 +22,7 @@ TINY = "ds_r1_k3_s2_c8 ir_r1_k3_s2_e3_c16"
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings on one thread
 
 
 def _run(args, capsys):

@@ -181,21 +181,20 @@ class MnasSearchSetup:
         """A picklable zero-argument factory of this search's latency estimator."""
         return functools.partial(make_latency_estimator_for, self.space, self.latency)
 
-    def check_latency(self) -> None:
-        """An unusable backend is the user's to fix: a UserError (exit 2) now, not a failed trial later."""
-        estimator = self.latency_factory()
-        try:
-            estimator.measurer.status  # noqa: B018 - raises LatencyError when unusable
-        finally:
-            estimator.close()
+    def make_evaluator(self, executor: Executor | None = None) -> ProxyTrainingEvaluator:
+        """The proxy evaluator, with latency from `executor.latency_service` (default: an estimator here).
 
-    def make_evaluator(self, latency: Any = None) -> ProxyTrainingEvaluator:
-        """The proxy evaluator; `latency` defaults to a fresh estimator (checked usable now)."""
-        if latency is None:
-            latency = self.latency_factory()
-            latency.measurer.status  # noqa: B018 - an unusable backend is the user's to fix: exit 2 now
-        evaluator = ProxyTrainingEvaluator(self.proxy, latency=latency, dataset=self.dataset)
-        evaluator.prepare()  # a dataset too small for the split, a subset too large: exit 2 now
+        Backend and data are checked first, before any worker or Ray actor starts: an unusable
+        backend, a dataset too small for the split or a subset too large is the user's to fix
+        (exit 2 now), not a failed trial later.
+        """
+        from edgenas.latency.backends import get_backend
+
+        get_backend(self.latency.backend, **self.latency.backend_options()).require()
+        evaluator = ProxyTrainingEvaluator(self.proxy, dataset=self.dataset)
+        evaluator.prepare()
+        factory = self.latency_factory
+        evaluator.latency_source = executor.latency_service(factory) if executor is not None else factory()
         return evaluator
 
     def config(self) -> dict[str, Any]:
@@ -271,11 +270,7 @@ def _make_space(args: argparse.Namespace) -> MnasSpace:
 
 
 def _make_evaluator(args: argparse.Namespace, space: Any, executor: Executor | None = None) -> ProxyTrainingEvaluator:
-    setup = setup_from_args(args)
-    if executor is None:
-        return setup.make_evaluator()
-    setup.check_latency()  # before any Ray actor starts
-    return setup.make_evaluator(latency=executor.latency_service(setup.latency_factory))
+    return setup_from_args(args).make_evaluator(executor)
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:

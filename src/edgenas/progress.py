@@ -26,3 +26,22 @@ def progress_bar(*extra: ProgressColumn, console: Console | None = None, disable
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
         console=console or Console(stderr=True), disable=disable, transient=transient,
     )
+
+
+class TaskBar:
+    """One task's transient bar for a loop: `advance()` per step, `close()` in a `finally`.
+
+    Closed explicitly rather than used as a context manager so that a loop which raises (a NaN
+    loss, a stop) never leaves a live bar drawing over the error message.
+    """
+
+    def __init__(self, description: str, total: int) -> None:
+        self._progress = progress_bar(transient=True)
+        self._task = self._progress.add_task(description, total=total)
+        self._progress.start()
+
+    def advance(self) -> None:
+        self._progress.advance(self._task)
+
+    def close(self) -> None:
+        self._progress.stop()

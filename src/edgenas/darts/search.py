@@ -30,6 +30,7 @@ from edgenas.darts.genotypes import Genotype
 from edgenas.darts.search_model import SearchNetwork, SupernetConfig
 from edgenas.darts.step import SearchHyper, make_optimizers, search_step
 from edgenas.errors import UserError
+from edgenas.progress import TaskBar
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -216,7 +217,7 @@ class Search:
             started = time.perf_counter()
             lr = epoch_lr(epoch, epochs, hyper.lr, hyper.lr_min)
             steps = len(self.train_loader) if max_steps is None else min(max_steps, len(self.train_loader))
-            bar = _Bar(f"epoch {epoch + 1}/{epochs}", steps) if progress else None
+            bar = TaskBar(f"epoch {epoch + 1}/{epochs}", steps) if progress else None
             self.model.train()
             loss_sum, correct, seen = 0.0, 0, 0
             val_batches = _cycle(self.val_loader)
@@ -283,27 +284,3 @@ class _Take:
 
     def __len__(self) -> int:
         return min(self.n, len(self.loader))
-
-
-class _Bar:
-    """A rich progress bar for one epoch of search steps."""
-
-    def __init__(self, description: str, total: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("ETA"), TimeRemainingColumn(), transient=True)
-        self._task = self._progress.add_task(description, total=total)
-        self._progress.start()
-
-    def advance(self) -> None:
-        self._progress.advance(self._task)
-
-    def close(self) -> None:
-        self._progress.stop()

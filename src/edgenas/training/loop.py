@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgenas.progress import TaskBar
+
 LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
 EpochCallback = Callable[[int, nn.Module], None]
 
@@ -171,7 +173,7 @@ def train(
     epochs = math.ceil(total / steps_per_epoch)
     stats = TrainStats()
     started = time.perf_counter()
-    bar = _progress_bar(progress, description, total)
+    bar = TaskBar(description, total) if progress else None
     step = 0
     try:
         for epoch in range(epochs):
@@ -244,24 +246,3 @@ def evaluate(model: nn.Module, loader: Any) -> tuple[float, float]:
     if seen == 0:
         return 0.0, float("nan")
     return float(correct) / seen, float(loss_sum) / seen
-
-
-class _Bar:
-    """A rich progress bar with ETA, closed explicitly (so an exception never leaves it live)."""
-
-    def __init__(self, description: str, total: int) -> None:
-        from edgenas.progress import progress_bar
-
-        self._progress = progress_bar(transient=True)
-        self._task = self._progress.add_task(description, total=total)
-        self._progress.start()
-
-    def advance(self) -> None:
-        self._progress.advance(self._task)
-
-    def close(self) -> None:
-        self._progress.stop()
-
-
-def _progress_bar(enabled: bool, description: str, total: int) -> _Bar | None:
-    return _Bar(description, total) if enabled else None

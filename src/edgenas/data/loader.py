@@ -38,10 +38,6 @@ class Augment:
         if self.crop_padding < 0 or self.cutout < 0:
             raise UserError("crop padding and cutout size must be zero or positive")
 
-    @property
-    def active(self) -> bool:
-        return self.crop_padding > 0 or self.flip or self.cutout > 0
-
     @classmethod
     def standard(cls, resolution: int, flip: bool = True) -> Augment:
         """The usual CIFAR recipe scaled to the image size: pad by 1/8 of the side, flip."""
@@ -113,11 +109,6 @@ class BatchLoader:
     def __len__(self) -> int:
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    @property
-    def num_images(self) -> int:
-        """Images one pass yields (fewer than the dataset when drop_last cuts a partial batch)."""
-        return len(self) * self.batch_size if self.drop_last else len(self.dataset)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.dataset)

@@ -100,9 +100,8 @@ class LatencyLUT:
                     progress(1)
         return len(todo)
 
-    def layer_sum(self, arch: str, fill: bool = True) -> float:
-        """Sum of the stored layer latencies of `arch` (timing missing layers first if `fill`)."""
-        specs = self.layers(arch)
+    def layer_sum(self, specs: Sequence[LayerSpec], fill: bool = True) -> float:
+        """Sum of the stored latencies of these layers (timing missing ones first if `fill`)."""
         if fill:
             self.fill(specs)
         try:
@@ -114,7 +113,7 @@ class LatencyLUT:
         """[layer sum (ms), number of layers, input activations (millions of values)] of `arch`."""
         specs = self.layers(arch)
         activations = sum(math.prod(spec.input_shape) for spec in specs) / 1e6
-        return [self.layer_sum(arch), float(len(specs)), activations]
+        return [self.layer_sum(specs), float(len(specs)), activations]
 
     def calibrate(self, archs: Sequence[str], measured_ms: Sequence[float]) -> dict[str, Any]:
         """Fit the correction on networks measured end to end, store and return it.
@@ -144,24 +143,27 @@ class LatencyLUT:
 
     def predict(self, arch: str) -> float:
         """Predicted end-to-end latency (ms) of `arch`: the layer sum through the correction."""
+        return self._corrected(self.features(arch))
+
+    def _corrected(self, features: Sequence[float]) -> float:
         if self.correction is None:
             raise LatencyError("the LUT has no end-to-end correction yet; calibrate it on a few "
                                "measured networks (edgenas latency lut build does this)")
         c = self.correction
-        total, layers, activations = self.features(arch)
+        total, layers, activations = features
         return c["a"] * total + c["c_per_layer"] * layers + c["d_per_mvalue"] * activations + c["b"]
 
     def prediction(self, arch: str) -> Measurement:
         """The prediction as a Measurement (source 'lut', no runs), for code that wants one type."""
-        total = self.layer_sum(arch)
-        value = self.predict(arch)
+        features = self.features(arch)
+        value = self._corrected(features)
         status = self.measurer.status
         return Measurement(
             median_ms=value, p10_ms=value, p90_ms=value, runs=0, backend=self.where.backend,
             device=status.device, runtime=status.runtime, where="lut", what=arch,
             input_shape=(1, self.config.in_channels, self.resolution, self.resolution),
             threads=self.measurer.protocol.threads, source="lut", calibrated_ms=value,
-            extra={"layer_sum_ms": total,
+            extra={"layer_sum_ms": features[0],
                    "correction": {k: self.correction[k] for k in ("a", "c_per_layer", "d_per_mvalue", "b", "n")}},
         )
 

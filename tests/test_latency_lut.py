@@ -93,10 +93,12 @@ def test_layers_are_dealt_into_network_like_passes():
     from edgenas.latency.lut import network_like_order
 
     space = tiny_space()
-    specs = [s for s in space_layers(space)]
-    ordered = network_like_order(specs)
+    specs = space_layers(space)  # the full build's list comes dealt already
+    shuffled = specs[::-1]
+    ordered = network_like_order(shuffled)
     assert sorted(ordered, key=id) == sorted(specs, key=id)  # every layer, once
-    sizes = [s.input_shape[-1] for s in ordered]
-    distinct = sorted(set(sizes), reverse=True)
-    # The first round takes one layer of each input size, largest first.
-    assert sizes[: len(distinct)] == distinct
+    for listing in (ordered, specs):
+        sizes = [s.input_shape[-1] for s in listing]
+        distinct = sorted(set(sizes), reverse=True)
+        # The first round takes one layer of each input size, largest first.
+        assert sizes[: len(distinct)] == distinct

@@ -4,8 +4,6 @@ front, the report files), and its resume."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from edgenas.cli.main import main
@@ -41,13 +39,17 @@ def test_tiny_demo_searches_prints_the_front_and_resumes(tmp_path, capsys):
 
     # The printed table is the store's front, fastest first, with accuracy, latency and params.
     assert "Pareto front" in stdout
-    flat = re.sub(r"\s+", "", stdout)
-    positions = []
+    lines = stdout.splitlines()
+    rows = []
     for trial in front:
-        assert f"{trial.latency_ms:.3f}" in stdout and f"{trial.metrics['params']:,}" in stdout
-        # Rich may wrap a long architecture string over lines; compare without white space.
-        positions.append(flat.index(re.sub(r"\s+", "", trial.arch)))
-    assert positions == sorted(positions)
+        # A row: the first block beside the figures, then one block per line below it.
+        blocks = trial.arch.split()
+        first = next(i for i, line in enumerate(lines)
+                     if f"{trial.latency_ms:.3f}" in line and f"{trial.metrics['params']:,}" in line)
+        arch_cells = [line.split("\u2502")[1].strip() for line in lines[first:first + len(blocks)]]
+        assert arch_cells == blocks
+        rows.append(first)
+    assert rows == sorted(rows)
     for name in ("report.md", "pareto.png", "reward_curve.png"):
         assert (out / name).stat().st_size > 0
     assert front[0].arch in (out / "report.md").read_text()

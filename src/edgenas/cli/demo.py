@@ -19,7 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from edgenas.cli.output import print_table
+from edgenas.cli.output import arch_cell, print_table
 from edgenas.errors import UserError
 
 DEFAULT_OUT = "runs/demo"
@@ -104,7 +104,7 @@ def print_front(run_dir: str | Path) -> None:
     if not front:
         raise UserError(f"the run in {run_dir} has no completed trial to show; see edgenas runs show {run_dir}")
     rows = [
-        (t.arch, f"{100 * t.accuracy:.1f}", f"{t.latency_ms:.3f}",
+        (arch_cell(t.arch), f"{100 * t.accuracy:.1f}", f"{t.latency_ms:.3f}",
          f"{t.metrics.get('params', 0):,}", f"{t.metrics.get('macs', 0) / 1e6:.2f}")
         for t in front
     ]

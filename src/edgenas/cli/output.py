@@ -16,6 +16,16 @@ def print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
+def arch_cell(arch: str) -> str:
+    """An architecture string as a table cell: one block per line.
+
+    Why: a whole MnasNet string is 100-200 characters; left to rich it wraps at arbitrary points
+    and border characters land inside it. Block by block it stays readable, and every line is a
+    whole block in the string's own notation (`runs show --json` gives the string in one piece).
+    """
+    return "\n".join(arch.split())
+
+
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     table = Table(title=title)
     for column in columns:

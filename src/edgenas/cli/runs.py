@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgenas.cli.output import print_json, print_table
+from edgenas.cli.output import arch_cell, print_json, print_table
 from edgenas.store import Store, TrialRecord
 
 
@@ -62,7 +62,7 @@ def _fmt(value: float | None, scale: float = 1.0, digits: int = 3) -> str:
 def _rows(trials: list[dict[str, Any]]) -> list[list[str]]:
     return [
         [
-            str(t["id"]), t["arch"], t["status"], _fmt(t["accuracy"], 100, 2),
+            str(t["id"]), arch_cell(t["arch"]), t["status"], _fmt(t["accuracy"], 100, 2),
             _fmt(t["metrics"].get("test_accuracy"), 100, 2), _fmt(t["latency_ms"]), _fmt(t["reward"], 1, 4),
         ]
         for t in trials

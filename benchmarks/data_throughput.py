@@ -14,7 +14,10 @@ batches are made differs:
 Configurations alternate inside every round, so a slow-down of the shared machine hits all of
 them alike; the table gives the median over rounds and the per-round ratio to `dataloader`.
 
-    .venv/bin/python benchmarks/data_throughput.py [--rounds 5] [--steps 12] [--threads 1]
+    .venv/bin/python benchmarks/data_throughput.py [--rounds 5] [--steps 12] [--threads 1] [--device cuda]
+
+On a GPU (`--device cuda`) the DataLoader pins memory and its batches are copied to the GPU
+asynchronously inside the training loop; BatchLoader keeps the uint8 dataset on the GPU.
 """
 
 from __future__ import annotations
@@ -66,31 +69,38 @@ class PerSampleDataset(torch.utils.data.Dataset):
         return (image - self.mean) / self.std, int(self.data.labels[index])
 
 
-def make_loader(kind: str, data: ImageDataset, batch: int, padding: int, seed: int):
+def make_loader(kind: str, data: ImageDataset, batch: int, padding: int, seed: int, device: str = "cpu"):
     mean, std = data.channel_stats()
     if kind.startswith("dataloader"):
         workers = 2 if kind.endswith("w2") else 0
         generator = torch.Generator().manual_seed(seed)
         return torch.utils.data.DataLoader(
             PerSampleDataset(data, padding, mean, std), batch_size=batch, shuffle=True,
-            drop_last=True, num_workers=workers, persistent_workers=workers > 0, generator=generator)
+            drop_last=True, num_workers=workers, persistent_workers=workers > 0, generator=generator,
+            pin_memory=device != "cpu")
     return BatchLoader(data, batch, augment=Augment(crop_padding=padding, flip=True), seed=seed,
-                       drop_last=True, channels_last=kind.endswith("-cl"))
+                       drop_last=True, channels_last=kind.endswith("-cl"), device=device)
 
 
-def timed_run(template: nn.Module, loader, steps: int) -> float:
-    """Images per second of `steps` training steps (a fresh copy of the same initial weights)."""
-    model = copy.deepcopy(template)
+def timed_run(template: nn.Module, loader, steps: int, device: str = "cpu") -> float:
+    """Images per second of `steps` training steps (a fresh copy of the same initial weights).
+
+    `train` ends by reading the loss back, which waits for a GPU's queued work, so the clock is fair.
+    """
+    model = copy.deepcopy(template).to(device)
     stats = train(model, loader, TrainConfig(max_steps=steps, lr=0.05), progress=False)
     return stats.images / stats.seconds
 
 
-def data_only(loader, batches: int) -> float:
+def data_only(loader, batches: int, device: str = "cpu") -> float:
     started, images = time.perf_counter(), 0
     for i, (x, _) in enumerate(loader):
+        x = x.to(device, non_blocking=True)
         images += x.shape[0]
         if i + 1 == batches:
             break
+    if device != "cpu":
+        torch.cuda.synchronize()
     return images / (time.perf_counter() - started)
 
 
@@ -103,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     args = parser.parse_args(argv)
+    if args.device != "cpu" and not torch.cuda.is_available():
+        print(f"--device {args.device}: no CUDA device here; run with --device cpu", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     try:
         data = load_dataset(args.dataset)
@@ -114,14 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     padding = max(1, h // 8)
     kinds = args.kinds.split(",")
     print(f"# {data.name}: {len(data)} images {c}x{h}x{h}; batch {args.batch_size}, "
-          f"{args.steps} steps x {args.rounds} rounds, torch threads {args.threads}")
+          f"{args.steps} steps x {args.rounds} rounds, torch threads {args.threads}, device {args.device}")
 
     data_rates = {k: [] for k in kinds}
     for kind in kinds:
-        loader = make_loader(kind, data, args.batch_size, padding, 0)
-        data_only(loader, 3)
+        loader = make_loader(kind, data, args.batch_size, padding, 0, args.device)
+        data_only(loader, 3, args.device)
         for _ in range(3):
-            data_rates[kind].append(data_only(loader, 30))
+            data_rates[kind].append(data_only(loader, 30, args.device))
     print("\n| data only (no model) | images/s (median of 3) |\n|---|---|")
     for kind in kinds:
         print(f"| {kind} | {statistics.median(data_rates[kind]):,.0f} |")
@@ -130,14 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models.split(","):
         torch.manual_seed(0)
         template = build_network(MODELS[name], network, h)
-        loaders = {k: make_loader(k, data, args.batch_size, padding, 0) for k in kinds}
-        for kind in kinds:  # warm-up: allocator, oneDNN kernels, worker start
-            timed_run(template, loaders[kind], 2)
+        loaders = {k: make_loader(k, data, args.batch_size, padding, 0, args.device) for k in kinds}
+        for kind in kinds:  # warm-up: allocator, oneDNN/cuDNN kernels, worker start
+            timed_run(template, loaders[kind], 2, args.device)
         rates = {k: [] for k in kinds}
         for round_index in range(args.rounds):
             order = kinds if round_index % 2 == 0 else list(reversed(kinds))
             for kind in order:
-                rates[kind].append(timed_run(template, loaders[kind], args.steps))
+                rates[kind].append(timed_run(template, loaders[kind], args.steps, args.device))
         base = rates[kinds[0]]
         print(f"\n## {name} ({sum(p.numel() for p in template.parameters()):,} params)\n")
         print(f"| pipeline | images/s (median) | min..max | x {kinds[0]} (median of per-round ratios) |")

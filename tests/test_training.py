@@ -76,6 +76,27 @@ def test_train_learns_and_reports(digits8: ImageDataset) -> None:
     assert math.isfinite(loss)
 
 
+def test_a_plain_dataloader_trains_and_evaluates_like_batchloader(digits8: ImageDataset) -> None:
+    """A user's own DataLoader (host tensors, no `device`) works with the same loop: the model
+    stays where it is and each batch is brought to it."""
+    data = digits8.subset(512, seed=0)
+    loader = BatchLoader(data, 64, shuffle=False)
+    images = torch.cat([x for x, _ in loader])
+    labels = torch.cat([y for _, y in loader])
+    plain = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=64)
+
+    def run(batches) -> tuple[torch.Tensor, float]:
+        torch.manual_seed(0)
+        model = small_cnn()
+        stats = train(model, batches, TrainConfig(epochs=3, lr=0.1), progress=False)
+        assert stats.images == 3 * len(images) and stats.epoch_losses[-1] < stats.epoch_losses[0]
+        return torch.cat([p.detach().flatten() for p in model.parameters()]), evaluate(model, batches)[1]
+
+    weights, loss = run(plain)
+    batch_weights, batch_loss = run(loader)
+    assert torch.allclose(weights, batch_weights, atol=1e-5) and loss == pytest.approx(batch_loss, rel=1e-4)
+
+
 def test_max_steps_runs_past_epochs_and_callbacks_fire_in_order(digits8: ImageDataset) -> None:
     loader = BatchLoader(digits8.subset(200, seed=0), 64, drop_last=True)  # 3 batches per epoch
     events: list[tuple[str, int]] = []

@@ -156,8 +156,11 @@ def train(
       first step: set per-epoch settings there (e.g. drop-path probability = p * epoch / epochs).
     - `epoch_end_callback(epoch, model, stats)`: called after each epoch's last step (checkpoint,
       validation); `stats` holds the run so far.
-    - The model moves to `loader.device` (and to channels-last if `loader.channels_last`).
-      `torch.manual_seed(config.seed)` is set first so dropout and drop-path draws repeat. A NaN/inf loss raises `TrainingDiverged`.
+    - The model moves to `loader.device` (and to channels-last if `loader.channels_last`); a
+      loader without a device (a plain DataLoader) keeps the model where it is, and its batches
+      are copied there.
+    - `torch.manual_seed(config.seed)` is set first so dropout and drop-path draws repeat.
+    - A NaN/inf loss raises `TrainingDiverged`.
     """
     device = _place(model, loader)
     model.train()
@@ -185,6 +188,7 @@ def train(
             for images, labels in loader:
                 if step >= total:
                     break
+                images, labels = _to_device(images, labels, device)
                 for group in optimizer.param_groups:
                     group["lr"] = cosine_lr(step, total, config.lr, config.min_lr)
                 outputs = model(images)
@@ -220,6 +224,18 @@ def train(
     return stats
 
 
+def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A host batch (a plain DataLoader's) copied to the model's device; device batches pass as they are.
+
+    Why: `BatchLoader` already makes its batches on the device, but a user's own DataLoader yields
+    CPU tensors; the copy is asynchronous when the loader pins memory.
+    """
+    if images.device != device:
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+    return images, labels
+
+
 def _check_finite(loss_sum: torch.Tensor, step: int) -> None:
     value = float(loss_sum)
     if not math.isfinite(value):
@@ -237,6 +253,7 @@ def evaluate(model: nn.Module, loader: Any) -> tuple[float, float]:
     seen = 0
     try:
         for images, labels in loader:
+            images, labels = _to_device(images, labels, device)
             logits = logits_of(model(images))
             loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum")
             correct += (logits.argmax(1) == labels).sum()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from edgenas.latency.estimator import make_latency_estimator
 from edgenas.latency.layers import network_layers
-from edgenas.latency.lut import accuracy_report, space_layers
+from edgenas.latency.lut import FULL_CORRECTION_ARCHS, accuracy_report, fit_correction, space_layers
 from edgenas.modelinfo import count_params
 from latency_helpers import FAST, tiny_archs, tiny_space
 
@@ -102,3 +103,22 @@ def test_layers_are_dealt_into_network_like_passes():
         distinct = sorted(set(sizes), reverse=True)
         # The first round takes one layer of each input size, largest first.
         assert sizes[: len(distinct)] == distinct
+
+
+def test_the_correction_fits_as_many_terms_as_the_networks_support():
+    """Four terms from 16 networks or more; below that only `a * sum + b` (c and d stay 0)."""
+    rng = np.random.default_rng(0)
+    features = np.column_stack([rng.uniform(5, 25, 30), rng.integers(15, 40, 30), rng.uniform(2, 9, 30)])
+    measured = 0.9 * features[:, 0] + 0.01 * features[:, 1] - 0.5 * features[:, 2] + 0.3
+
+    full = fit_correction(features[:FULL_CORRECTION_ARCHS], measured[:FULL_CORRECTION_ARCHS])
+    assert [full[k] for k in ("a", "c_per_layer", "d_per_mvalue", "b")] == pytest.approx([0.9, 0.01, -0.5, 0.3])
+    assert full["rmse_ms"] < 1e-9 and full["n"] == FULL_CORRECTION_ARCHS
+
+    few = fit_correction(features[:FULL_CORRECTION_ARCHS - 1], measured[:FULL_CORRECTION_ARCHS - 1])
+    assert few["c_per_layer"] == few["d_per_mvalue"] == 0.0 and few["rmse_ms"] > 0.01
+    slope, intercept = np.polyfit(features[:15, 0], measured[:15], 1)
+    assert (few["a"], few["b"]) == pytest.approx((slope, intercept))
+
+    two = fit_correction(features[:2], measured[:2])
+    assert two["b"] == two["c_per_layer"] == 0.0 and two["a"] > 0

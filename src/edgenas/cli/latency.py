@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(build)
     build.add_argument("--sample", type=int, default=None,
                        help="time only the layers of N random architectures (default: every layer of the space)")
-    build.add_argument("--calibration", type=int, default=12, help="networks measured end to end for the correction")
+    build.add_argument("--calibration", type=int, default=None,
+                       help="networks measured end to end for the correction (default 24)")
     build.add_argument("--json", action="store_true", help="print one JSON object")
     build.set_defaults(handler=_lut_build)
 
@@ -49,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(validate)
     validate.add_argument("-n", type=int, default=20, help="random architectures to measure")
     validate.add_argument("--seed", type=int, default=1)
-    validate.add_argument("--calibration", type=int, default=12, help="networks measured end to end for the correction")
+    validate.add_argument("--calibration", type=int, default=None,
+                       help="networks measured end to end for the correction (default 24)")
     validate.add_argument("--json", action="store_true", help="print one JSON object")
     validate.set_defaults(handler=_lut_validate)
 
@@ -155,14 +157,16 @@ def _measure(args: argparse.Namespace) -> int:
     return 0
 
 
-def _estimator(args: argparse.Namespace, calibration: int):
-    from edgenas.latency.estimator import make_latency_estimator
+def _estimator(args: argparse.Namespace, calibration: int | None):
+    from edgenas.latency.estimator import DEFAULT_CALIBRATION_ARCHS, make_latency_estimator
 
+    if calibration is not None and calibration < 1:
+        raise UserError(f"--calibration must be at least 1 network, got {calibration}")
     if args.space != "mnas":
         raise UserError(f"the LUT supports the mnas space only, not '{args.space}'")
     return make_latency_estimator(
         args.space, backend=args.backend, mode="lut", cache_path=args.cache, resolution=args.resolution,
-        calibration_archs=calibration, protocol=_protocol(args), num_classes=args.classes,
+        calibration_archs=calibration or DEFAULT_CALIBRATION_ARCHS, protocol=_protocol(args), num_classes=args.classes,
         backend_options=_backend_options(args).get(args.backend, {}), lut_reference=args.lut_reference,
     )
 

@@ -17,8 +17,8 @@ layout and back), whose cost grows with the activation size. So the prediction i
 
     latency = a * (sum of layer latencies) + c * (number of layers) + d * (input activations, M) + b
 
-fitted by least squares on a few networks measured end to end (`calibrate`; with fewer than 8,
-only `a * sum + b`). How good it is, is measured (`accuracy_report`), not assumed.
+fitted by least squares on a few networks measured end to end (`calibrate`; with fewer than 16,
+only `a * sum + b`: four terms fitted on a handful of networks follow their noise). How good it is, is measured (`accuracy_report`), not assumed.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from edgenas.spaces.mnas import MnasSpace, op_to_block
 from edgenas.spaces.mobilenet import NetworkConfig
 
 CHUNK = 24  # layers per measuring process and pass (about one network's worth); stored chunk by chunk
+FULL_CORRECTION_ARCHS = 16  # fewer calibration networks fit only `a * sum + b` (4 per fitted term)
 
 
 class LatencyLUT:
@@ -122,26 +123,13 @@ class LatencyLUT:
     def calibrate(self, archs: Sequence[str], measured_ms: Sequence[float]) -> dict[str, Any]:
         """Fit the correction on networks measured end to end, store and return it.
 
-        8 or more networks: `a * sum + c * layers + d * activations + b`; 3 to 7: `a * sum + b`;
+        16 or more networks: `a * sum + c * layers + d * activations + b`; 3 to 15: `a * sum + b`;
         1 or 2: `a * sum`.
         """
         if len(archs) != len(measured_ms) or not archs:
             raise LatencyError("calibration needs at least one end-to-end measurement per architecture")
-        features = np.array([self.features(arch) for arch in archs])
-        measured = np.array(measured_ms, dtype=float)
-        used = 3 if len(archs) >= 8 else 1
-        design = features[:, :used]
-        if len(archs) >= 3:
-            design = np.hstack([design, np.ones((len(archs), 1))])
-        coef, *_ = np.linalg.lstsq(design, measured, rcond=None)
-        coef = np.concatenate([coef[:used], np.zeros(3 - used), coef[used:] if len(archs) >= 3 else [0.0]])
-        residual = measured - (features @ coef[:3] + coef[3])
-        self.correction = {
-            "a": float(coef[0]), "c_per_layer": float(coef[1]), "d_per_mvalue": float(coef[2]),
-            "b": float(coef[3]), "n": len(archs), "archs": list(archs), "measured_ms": measured.tolist(),
-            "features": features.tolist(), "rmse_ms": float(np.sqrt(np.mean(residual**2))),
-            "fitted": time.time(),
-        }
+        features = [self.features(arch) for arch in archs]
+        self.correction = {**fit_correction(features, measured_ms), "archs": list(archs), "fitted": time.time()}
         self.cache.put_correction(self.name, self.where, self.correction)
         return self.correction
 
@@ -170,6 +158,31 @@ class LatencyLUT:
             extra={"layer_sum_ms": features[0],
                    "correction": {k: self.correction[k] for k in ("a", "c_per_layer", "d_per_mvalue", "b", "n")}},
         )
+
+
+def fit_correction(features: Sequence[Sequence[float]], measured_ms: Sequence[float],
+                   full: bool | None = None) -> dict[str, Any]:
+    """Least-squares correction from per-network [layer sum, layers, activations] to measured ms.
+
+    As many terms as the networks support (`full=None`): 16 or more fit all four, 3 to 15
+    `a * sum + b`, 1 or 2 `a * sum`; the unfitted terms are 0. `full` forces the choice (for
+    benchmarks/latency_lut_calibration.py, which compares the forms).
+    """
+    x = np.array(features, dtype=float)
+    measured = np.array(measured_ms, dtype=float)
+    n = len(measured)
+    used = 3 if (n >= FULL_CORRECTION_ARCHS if full is None else full) else 1
+    design = x[:, :used]
+    if n >= 3:
+        design = np.hstack([design, np.ones((n, 1))])
+    coef, *_ = np.linalg.lstsq(design, measured, rcond=None)
+    coef = np.concatenate([coef[:used], np.zeros(3 - used), coef[used:] if n >= 3 else [0.0]])
+    residual = measured - (x @ coef[:3] + coef[3])
+    return {
+        "a": float(coef[0]), "c_per_layer": float(coef[1]), "d_per_mvalue": float(coef[2]), "b": float(coef[3]),
+        "n": n, "measured_ms": measured.tolist(), "features": x.tolist(),
+        "rmse_ms": float(np.sqrt(np.mean(residual**2))),
+    }
 
 
 def network_like_order(specs: Sequence[LayerSpec]) -> list[LayerSpec]:

@@ -67,3 +67,28 @@ def test_missing_extra_names_the_pip_install(tmp_path):
     assert done.returncode != 0
     assert "LatencyError: backend 'litert' is not usable" in done.stderr
     assert "pip install 'edgenas[litert]'" in done.stderr
+
+
+def test_lut_build_then_validate_json_contract(tmp_path, capsys):
+    """`lut build` times the layers and fits the correction (refitting it on every build, from
+    cached measurements); `lut validate --json` carries the issue's fields."""
+    common = ["--space", "mnas", "--resolution", "32", "--classes", "10", "--runs", "3", "--warmup", "1",
+              "--cache", str(tmp_path / "c.sqlite")]
+    code, out, err = run_cli(["latency", "lut", "build", *common, "--sample", "2", "--calibration", "3", "--json"],
+                             capsys)
+    built = json.loads(out)
+    assert code == 0, err
+    assert built["lut_entries"] >= built["layers"] > 0 and built["timed_now"] == built["layers"]
+    assert built["correction"]["n"] == 3
+
+    code, out, err = run_cli(["latency", "lut", "build", *common, "--sample", "2", "--calibration", "4", "--json"],
+                             capsys)
+    again = json.loads(out)
+    assert code == 0 and again["timed_now"] == 0 and again["correction"]["n"] == 4, err
+
+    code, out, err = run_cli(["latency", "lut", "validate", *common, "-n", "2", "--calibration", "4", "--json"],
+                             capsys)
+    report = json.loads(out)
+    assert code == 0, err
+    assert report["n"] == 2 and report["calibration_archs"] == 4
+    assert 0.0 <= report["within_5pct"] <= report["within_10pct"] <= 1.0 and -1.0 <= report["kendall_tau"] <= 1.0

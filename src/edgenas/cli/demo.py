@@ -109,6 +109,6 @@ def print_front(run_dir: str | Path) -> None:
         for t in front
     ]
     print_table(
-        f"Pareto front: {len(front)} of {counts['ok']} architectures (validation accuracy vs single-thread latency)",
-        ["architecture", "accuracy %", "latency ms", "params", "MMACs"], rows,
+        f"Pareto front: {len(front)} of {counts['ok']} architectures",
+        ["architecture", "validation accuracy %", "latency ms (1 thread)", "params", "MMACs"], rows,
     )

@@ -27,9 +27,11 @@ def arch_cell(arch: str) -> str:
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    table = Table(title=title)
+    """A rich table; rows are ruled apart when a cell spans lines (an `arch_cell`), so they read as rows."""
+    cells = [[str(cell) for cell in row] for row in rows]
+    table = Table(title=title, show_lines=any("\n" in cell for row in cells for cell in row))
     for column in columns:
         table.add_column(column)
-    for row in rows:
-        table.add_row(*(str(cell) for cell in row))
+    for row in cells:
+        table.add_row(*row)
     Console(width=max(120, Console().width)).print(table)

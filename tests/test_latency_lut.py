@@ -10,7 +10,13 @@ import torch
 
 from edgenas.latency.estimator import make_latency_estimator
 from edgenas.latency.layers import network_layers
-from edgenas.latency.lut import FULL_CORRECTION_ARCHS, accuracy_report, fit_correction, space_layers
+from edgenas.latency.lut import (
+    FULL_CORRECTION_ARCHS,
+    PASSES_PER_LAYER,
+    accuracy_report,
+    fit_correction,
+    space_layers,
+)
 from edgenas.modelinfo import count_params
 from latency_helpers import FAST, tiny_archs, tiny_space
 
@@ -79,8 +85,12 @@ def test_lut_times_layers_once_calibrates_and_predicts(tmp_path):
         assert estimator.cache.count("lut") == entries
         # Layers were timed in passes (as a network runs them), and the LUT's key says so.
         assert lut.where.setting.endswith("timing=passes")
-        stored = estimator.cache._db.execute("SELECT data FROM lut").fetchall()
-        assert all("in passes" in json.loads(row[0])["where"] for row in stored)
+        stored = estimator.cache._db.execute("SELECT latency_ms, data FROM lut").fetchall()
+        assert all("in passes" in json.loads(data)["where"] for _, data in stored)
+        # Each layer was timed in PASSES_PER_LAYER passes (separate processes) and stored as the mean.
+        for latency, data in stored:
+            passes = json.loads(data)["passes_ms"]
+            assert len(passes) == PASSES_PER_LAYER and latency == pytest.approx(sum(passes) / len(passes))
         report = estimator.validate(2, seed=2)
         assert report["n"] == 2 and 0.0 <= report["within_10pct"] <= 1.0 and len(report["pairs"]) == 2
         held_out = set(estimator.calibration_sample(2))

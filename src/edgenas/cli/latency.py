@@ -80,6 +80,8 @@ def _space(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lut-reference", choices=("network", "layer"), default="network",
                         help="what layers are timed against, once per pass (network: MobileNetV2, default; layer: one MBConv layer)")
     parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--layer-passes", type=int, default=None,
+                        help="passes each layer is timed in, stored as the mean (default 2; 1 builds twice as fast)")
 
 
 def _backend_options(args: argparse.Namespace) -> dict:
@@ -159,28 +161,31 @@ def _measure(args: argparse.Namespace) -> int:
 
 def _estimator(args: argparse.Namespace, calibration: int | None):
     from edgenas.latency.estimator import DEFAULT_CALIBRATION_ARCHS, make_latency_estimator
+    from edgenas.latency.lut import PASSES_PER_LAYER
 
     if calibration is not None and calibration < 1:
         raise UserError(f"--calibration must be at least 1 network, got {calibration}")
+    if args.layer_passes is not None and args.layer_passes < 1:
+        raise UserError(f"--layer-passes must be at least 1, got {args.layer_passes}")
     if args.space != "mnas":
         raise UserError(f"the LUT supports the mnas space only, not '{args.space}'")
     return make_latency_estimator(
         args.space, backend=args.backend, mode="lut", cache_path=args.cache, resolution=args.resolution,
         calibration_archs=calibration or DEFAULT_CALIBRATION_ARCHS, protocol=_protocol(args), num_classes=args.classes,
         backend_options=_backend_options(args).get(args.backend, {}), lut_reference=args.lut_reference,
+        layer_passes=args.layer_passes or PASSES_PER_LAYER,
     )
 
 
 def _lut_build(args: argparse.Namespace) -> int:
     import random
 
-    from edgenas.latency.lut import LatencyLUT, space_layers
+    from edgenas.latency.lut import space_layers
 
     estimator = _estimator(args, args.calibration)
     try:
         estimator.measurer.backend.require()
-        lut = LatencyLUT(estimator.measurer, estimator.cache, estimator.network, estimator.resolution,
-                         estimator.space.name, reference=args.lut_reference)
+        lut = estimator.make_lut()
         if args.sample:
             rng = random.Random(0)
             specs = [s for _ in range(args.sample) for s in lut.layers(estimator.space.sample(rng))]

@@ -17,7 +17,7 @@ from edgenas.errors import UserError
 from edgenas.latency.backends import get_backend
 from edgenas.latency.cache import LatencyCache, Where
 from edgenas.latency.errors import LatencyError
-from edgenas.latency.lut import LatencyLUT, accuracy_report
+from edgenas.latency.lut import PASSES_PER_LAYER, LatencyLUT, accuracy_report
 from edgenas.latency.measurement import Measurement
 from edgenas.latency.protocol import Measurer, Protocol
 from edgenas.spaces import SearchSpace, get_space
@@ -37,7 +37,7 @@ class LatencyEstimator:
 
     def __init__(self, space: SearchSpace, measurer: Measurer, cache: LatencyCache, mode: str = "measure",
                  reference: str | None = "network", calibration_archs: int = DEFAULT_CALIBRATION_ARCHS, seed: int = 0,
-                 lut_reference: str = "network") -> None:
+                 lut_reference: str = "network", layer_passes: int = PASSES_PER_LAYER) -> None:
         if mode not in MODES:
             raise LatencyError(f"unknown latency mode '{mode}'; use one of {', '.join(MODES)}")
         config = getattr(space, "config", None)
@@ -50,6 +50,7 @@ class LatencyEstimator:
         self.reference = reference
         self.calibration_archs = calibration_archs
         self.lut_reference = lut_reference
+        self.layer_passes = layer_passes
         self.seed = seed
         self.resolution = int(config.resolution)
         self.network = config.network
@@ -87,11 +88,15 @@ class LatencyEstimator:
     def lut(self) -> LatencyLUT:
         """The LUT for this space and backend, calibrated on first use."""
         if self._lut is None:
-            self._lut = LatencyLUT(self.measurer, self.cache, self.network, self.resolution, self.space.name,
-                                   reference=self.lut_reference)
+            self._lut = self.make_lut()
         if self._lut.correction is None:
             self.calibrate(self.calibration_archs)
         return self._lut
+
+    def make_lut(self) -> LatencyLUT:
+        """A LUT object over this estimator's cache, backend and network configuration."""
+        return LatencyLUT(self.measurer, self.cache, self.network, self.resolution, self.space.name,
+                          reference=self.lut_reference, passes_per_layer=self.layer_passes)
 
     def calibration_sample(self, n: int) -> list[str]:
         """`n` architectures for the LUT's correction, from a seed stream apart from validation's."""
@@ -100,8 +105,7 @@ class LatencyEstimator:
 
     def calibrate(self, n: int) -> dict[str, Any]:
         if self._lut is None:
-            self._lut = LatencyLUT(self.measurer, self.cache, self.network, self.resolution, self.space.name,
-                                   reference=self.lut_reference)
+            self._lut = self.make_lut()
         archs = self.calibration_sample(n)
         measured = [self.measure(arch).latency_ms for arch in archs]
         return self._lut.calibrate(archs, measured)
@@ -187,6 +191,7 @@ def make_latency_estimator(
     backend_options: dict[str, Any] | None = None,
     protocol: Protocol | None = None,
     lut_reference: str = "network",
+    layer_passes: int = PASSES_PER_LAYER,
     **space_config: Any,
 ) -> LatencyEstimator:
     """An estimator for `space` (an object, or a name built with `resolution` and `space_config`).
@@ -209,4 +214,5 @@ def make_latency_estimator(
     protocol = protocol or Protocol(warmup=warmup, runs=runs, threads=threads)
     measurer = Measurer(chosen, protocol, cache := LatencyCache(cache_path))
     return LatencyEstimator(space, measurer, cache, mode=mode, reference=reference,
-                            calibration_archs=calibration_archs, lut_reference=lut_reference)
+                            calibration_archs=calibration_archs, lut_reference=lut_reference,
+                            layer_passes=layer_passes)

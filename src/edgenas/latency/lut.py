@@ -8,7 +8,8 @@ layer runs from warm caches and the sums predicted networks worse (88 % of 25 he
 within +-10 % against 100 % in passes, `benchmarks/latency_lut_timing.py`; the old scheme, one
 layer alternated with a whole reference run at a time, also took ~25x longer to build). Entries are stored calibrated (ratio to the
 reference run of the same pass x the reference's baseline), so entries timed on a quiet minute
-and on a busy one agree as far as a ratio can make them. Backends that time one model per call
+and on a busy one agree as far as a ratio can make them; each is the mean of PASSES_PER_LAYER
+passes in separate processes. Backends that time one model per call
 (adb's benchmark_model) time layers alone; the LUT's key says which (`timing=`).
 
 Why a correction: a layer timed alone pays what a network pays once: the runtime's call overhead
@@ -29,7 +30,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,12 @@ from edgenas.spaces.mnas import MnasSpace, op_to_block
 from edgenas.spaces.mobilenet import NetworkConfig
 
 CHUNK = 24  # layers per measuring process and pass (about one network's worth); stored chunk by chunk
+# Each layer is timed in this many passes (every other one in reverse order, so with other
+# neighbours) and stored as the mean. Why 2: re-timing a network's layers in another pass moved
+# their sum by 2-5 %; against the same 100 end-to-end measurements, two passes cut the spread of
+# the LUT's errors from 4.5 % to 3.5 % (tau 0.914 -> 0.937), for twice the layer-timing time
+# (docs/bench/latency.md). `edgenas latency lut build --layer-passes 1` builds as before.
+PASSES_PER_LAYER = 2
 FULL_CORRECTION_ARCHS = 20  # fewer calibration networks fit only `a * sum + b` (see fit_correction)
 
 
@@ -53,7 +60,10 @@ class LatencyLUT:
     """Layer latencies for one backend, device and network configuration, with its correction."""
 
     def __init__(self, measurer: Measurer, cache: LatencyCache, config: NetworkConfig, resolution: int,
-                 name: str = "mnas", reference: str = "network") -> None:
+                 name: str = "mnas", reference: str = "network", passes_per_layer: int = PASSES_PER_LAYER) -> None:
+        if passes_per_layer < 1:
+            raise LatencyError(f"each layer needs at least one timing pass, got {passes_per_layer}")
+        self.passes_per_layer = passes_per_layer
         self.measurer = measurer
         self.cache = cache
         self.config = config
@@ -92,21 +102,32 @@ class LatencyLUT:
         todo = self.missing(specs)
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
-            entries = [(spec.build(self.config).eval(), spec.input_shape, spec.key) for spec in chunk]
-            shape = (1, self.config.in_channels, self.resolution, self.resolution)
-            # No re-measuring: a layer is a few percent of a network and the errors of ~20 layers
-            # average out, while re-measuring every noisy 0.1 ms layer tripled the build time.
-            for index, result in self.measurer.measure_many(entries, reference=self.reference,
-                                                            reference_shape=shape, retries=0,
-                                                            in_passes=self.in_passes):
+            timed: dict[int, list[Measurement]] = {i: [] for i in range(len(chunk))}
+            for repeat in range(self.passes_per_layer):
+                order = list(range(len(chunk))) if repeat % 2 == 0 else list(reversed(range(len(chunk))))
+                for index, result in self._time_in_passes([chunk[i] for i in order]):
+                    spec = chunk[order[index]]
+                    if isinstance(result, Exception):
+                        raise LatencyError(f"cannot time layer {spec.key} at {spec.shape_key}: {result}")
+                    timed[order[index]].append(result)
+            for index, results in timed.items():
                 spec = chunk[index]
-                if isinstance(result, Exception):
-                    raise LatencyError(f"cannot time layer {spec.key} at {spec.shape_key}: {result}")
-                self.cache.put_layer(spec.key, spec.shape_key, self.where, result.latency_ms, result.to_dict())
-                self._table[(spec.key, spec.shape_key)] = result.latency_ms
-                if progress:
-                    progress(1)
+                latency = sum(r.latency_ms for r in results) / len(results)
+                data = {**results[0].to_dict(), "passes_ms": [r.latency_ms for r in results]}
+                self.cache.put_layer(spec.key, spec.shape_key, self.where, latency, data)
+                self._table[(spec.key, spec.shape_key)] = latency
+            if progress:
+                progress(len(chunk))
         return len(todo)
+
+    def _time_in_passes(self, chunk: Sequence[LayerSpec]) -> Iterator[tuple[int, Measurement | LatencyError]]:
+        """One measuring process: the layers of `chunk`, in this order, each once per pass."""
+        entries = [(spec.build(self.config).eval(), spec.input_shape, spec.key) for spec in chunk]
+        shape = (1, self.config.in_channels, self.resolution, self.resolution)
+        # No re-measuring: a layer is a few percent of a network and the errors of ~20 layers
+        # average out, while re-measuring every noisy 0.1 ms layer tripled the build time.
+        yield from self.measurer.measure_many(entries, reference=self.reference, reference_shape=shape,
+                                              retries=0, in_passes=self.in_passes)
 
     def layer_sum(self, specs: Sequence[LayerSpec], fill: bool = True) -> float:
         """Sum of the stored latencies of these layers (timing missing ones first if `fill`)."""

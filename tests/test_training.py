@@ -92,6 +92,12 @@ def test_a_plain_dataloader_trains_and_evaluates_like_batchloader(digits8: Image
         assert stats.images == 3 * len(images) and stats.epoch_losses[-1] < stats.epoch_losses[0]
         return torch.cat([p.detach().flatten() for p in model.parameters()]), evaluate(model, batches)[1]
 
+    # The copy itself, to a device other than the host's ("meta": shapes only, no data).
+    from edgenas.training.loop import _to_device
+
+    moved = _to_device(images[:2], labels[:2], torch.device("meta"))
+    assert [t.device.type for t in moved] == ["meta", "meta"] and moved[0].shape == images[:2].shape
+
     weights, loss = run(plain)
     batch_weights, batch_loss = run(loader)
     assert torch.allclose(weights, batch_weights, atol=1e-5) and loss == pytest.approx(batch_loss, rel=1e-4)

@@ -37,11 +37,13 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from edgenas.blocks import make_divisible
+from edgenas.errors import UserError
+from edgenas.latency.backends.base import TimingItem
 from edgenas.latency.cache import LatencyCache, Where
 from edgenas.latency.errors import LatencyError
 from edgenas.latency.layers import LayerSpec, conv_size, network_layers
 from edgenas.latency.measurement import Measurement
-from edgenas.latency.protocol import Measurer
+from edgenas.latency.protocol import Entry, Measurer
 from edgenas.spaces.blockstrings import BlockArgs
 from edgenas.spaces.mnas import MnasSpace, op_to_block
 from edgenas.spaces.mobilenet import NetworkConfig
@@ -50,7 +52,7 @@ CHUNK = 24  # layers per measuring process and pass (about one network's worth);
 # Each layer is timed in this many passes (every other one in reverse order, so with other
 # neighbours) and stored as the mean. Why 2: re-timing a network's layers in another pass moved
 # their sum by 2-5 %; against the same 100 end-to-end measurements, two passes cut the spread of
-# the LUT's errors from 4.5 % to 3.5 % (tau 0.914 -> 0.937), for twice the layer-timing time
+# the LUT's errors from 4.5 % to 3.5 % (tau 0.914 -> 0.937), for twice the timing runs
 # (docs/bench/latency.md). `edgenas latency lut build --layer-passes 1` builds as before.
 PASSES_PER_LAYER = 2
 FULL_CORRECTION_ARCHS = 20  # fewer calibration networks fit only `a * sum + b` (see fit_correction)
@@ -102,10 +104,11 @@ class LatencyLUT:
         todo = self.missing(specs)
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
+            entries = [(self._prepare(spec), spec.input_shape, spec.key) for spec in chunk]  # exported once
             timed: dict[int, list[Measurement]] = {i: [] for i in range(len(chunk))}
             for repeat in range(self.passes_per_layer):
                 order = list(range(len(chunk))) if repeat % 2 == 0 else list(reversed(range(len(chunk))))
-                for index, result in self._time_in_passes([chunk[i] for i in order]):
+                for index, result in self._time_in_passes([entries[i] for i in order]):
                     spec = chunk[order[index]]
                     if isinstance(result, Exception):
                         raise LatencyError(f"cannot time layer {spec.key} at {spec.shape_key}: {result}")
@@ -120,9 +123,14 @@ class LatencyLUT:
                 progress(len(chunk))
         return len(todo)
 
-    def _time_in_passes(self, chunk: Sequence[LayerSpec]) -> Iterator[tuple[int, Measurement | LatencyError]]:
-        """One measuring process: the layers of `chunk`, in this order, each once per pass."""
-        entries = [(spec.build(self.config).eval(), spec.input_shape, spec.key) for spec in chunk]
+    def _prepare(self, spec: LayerSpec) -> TimingItem:
+        try:
+            return self.measurer.prepare(spec.build(self.config).eval(), spec.input_shape)
+        except UserError as error:
+            raise LatencyError(f"cannot time layer {spec.key} at {spec.shape_key}: {error}") from None
+
+    def _time_in_passes(self, entries: Sequence[Entry]) -> Iterator[tuple[int, Measurement | LatencyError]]:
+        """One measuring process: these layers, in this order, each once per pass."""
         shape = (1, self.config.in_channels, self.resolution, self.resolution)
         # No re-measuring: a layer is a few percent of a network and the errors of ~20 layers
         # average out, while re-measuring every noisy 0.1 ms layer tripled the build time.

@@ -70,7 +70,9 @@ class _Reference:
     baseline_ms: float
 
 
-Entry = tuple[nn.Module, Sequence[int], str]  # model, input shape, what it is (for the record)
+# model (or its file, made once by `Measurer.prepare` when it is timed more than once), input shape,
+# what it is (for the record)
+Entry = tuple["nn.Module | TimingItem", Sequence[int], str]
 
 
 class Measurer:
@@ -111,6 +113,10 @@ class Measurer:
         if self.clock == "cpu" and raw.candidate_cpu_ms:
             return raw.candidate_cpu_ms, raw.reference_cpu_ms, "cpu"
         return raw.candidate_ms, raw.reference_ms, "wall"
+
+    def prepare(self, model: nn.Module, input_shape: Sequence[int]) -> TimingItem:
+        """The model as the backend's file, for measuring it in more than one `measure_many` call."""
+        return self._file(model, input_shape, "model")
 
     def _file(self, model: nn.Module, input_shape: Sequence[int], stem: str) -> TimingItem:
         self._count += 1
@@ -187,6 +193,9 @@ class Measurer:
         ref = self.reference(reference, reference_shape or entries[0][1])
         items: dict[int, TimingItem] = {}
         for index, (model, shape, what) in enumerate(entries):
+            if isinstance(model, TimingItem):
+                items[index] = model
+                continue
             try:
                 items[index] = self._file(model, shape, "model")
             except UserError as error:

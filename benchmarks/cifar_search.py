@@ -26,7 +26,7 @@ from edgenas.blocks import make_divisible
 from edgenas.cli.main import build_parser
 from edgenas.spaces.blockstrings import decode_arch, encode_arch
 from edgenas.spaces.presets import PRESETS
-from edgenas.store import Store
+from edgenas.search.store import Store
 
 
 def scaled(preset: str, width: float) -> str:
@@ -86,7 +86,7 @@ def main() -> int:
 
     # The presets, trained and measured the same way (same evaluator settings, protocol, cache).
     from edgenas.latency.estimator import measure_arch
-    from edgenas.mnas_search import setup_from_args
+    from edgenas.evaluators.mnas import setup_from_args
     from edgenas.training.proxy import ProxyTrainingEvaluator
 
     setup = setup_from_args(search_args)

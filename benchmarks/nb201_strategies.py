@@ -47,9 +47,9 @@ def run_one(job: tuple[str, int, str, float | None, int, dict]) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from edgenas.nb201 import NB201Evaluator, load_tables
-    from edgenas.objective import make_objective
-    from edgenas.search import run_search
+    from edgenas.evaluators.nb201 import NB201Evaluator, load_tables
+    from edgenas.search.objectives import make_objective
+    from edgenas.search.loop import run_search
     from edgenas.spaces import get_space
     from edgenas.strategies import make_strategy
 
@@ -91,7 +91,7 @@ def anytime(run: dict, budget: int) -> np.ndarray:
 
 
 def table_front_hv(val: np.ndarray, latency: np.ndarray, target: float) -> float:
-    from edgenas.objective import hypervolume_2d
+    from edgenas.search.objectives import hypervolume_2d
 
     return hypervolume_2d(list(zip(latency, val)), 2 * target, CHANCE)
 
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", default=None, help="write the anytime plot (PNG) here")
     args = parser.parse_args(argv)
 
-    from edgenas.nb201 import load_tables
-    from edgenas.objective import HARD_EXPONENTS, SOFT_EXPONENTS
+    from edgenas.evaluators.nb201 import load_tables
+    from edgenas.search.objectives import HARD_EXPONENTS, SOFT_EXPONENTS
 
     tables = load_tables(_data_dir())
     val = tables.val_acc["cifar10"] / 100

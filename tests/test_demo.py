@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from edgenas.cli.main import main
-from edgenas.store import Store
+from edgenas.search.store import Store
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings on one thread
 

@@ -17,7 +17,7 @@ from edgenas.latency.lut import (
     fit_correction,
     space_layers,
 )
-from edgenas.modelinfo import count_params
+from edgenas.util.modelinfo import count_params
 from latency_helpers import FAST, tiny_archs, tiny_space
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from conftest import run_cli
 from edgenas.errors import UserError
-from edgenas.mnas_search import make_mnas_space, parse_space_option, space_choices
-from edgenas.store import Store
+from edgenas.evaluators.mnas import make_mnas_space, parse_space_option, space_choices
+from edgenas.search.store import Store
 
 # A small space so that each candidate trains in well under a second.
 TINY_SPACE = ["--space-preset", "demo", "--space-option", "stages=c8_r1_s2,c16_r1_s2",

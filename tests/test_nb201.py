@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from edgenas.errors import UserError
-from edgenas.modelinfo import count_params
-from edgenas.nb201 import FILES, NB201Evaluator, load_tables
+from edgenas.util.modelinfo import count_params
+from edgenas.evaluators.nb201 import FILES, NB201Evaluator, load_tables
 from edgenas.spaces import get_space
 from edgenas.spaces.nb201 import OPS
 

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from edgenas.errors import UserError
-from edgenas.evaluation import TrialResult
-from edgenas.objective import hypervolume_2d, make_objective, mnas_reward, pareto_front
+from edgenas.evaluators.base import TrialResult
+from edgenas.search.objectives import hypervolume_2d, make_objective, mnas_reward, pareto_front
 
 
 def test_soft_reward_by_hand():

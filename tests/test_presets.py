@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgenas.modelinfo import count_macs, count_params
+from edgenas.util.modelinfo import count_macs, count_params
 from edgenas.spaces.mobilenet import build_network
 from edgenas.spaces.presets import PRESETS
 

@@ -8,18 +8,18 @@ from __future__ import annotations
 import pytest
 
 from edgenas.errors import UserError
-from edgenas.executors import InProcessExecutor
-from edgenas.objective import make_objective
-from edgenas.search import run_search
+from edgenas.search.executors import InProcessExecutor
+from edgenas.search.objectives import make_objective
+from edgenas.search.loop import run_search
 from edgenas.spaces.mnas import BaseStage
-from edgenas.store import Store
+from edgenas.search.store import Store
 from edgenas.strategies import make_strategy
 from edgenas.training.loop import TrainConfig
 from edgenas.training.proxy import ProxyConfig, ProxyTrainingEvaluator
 
 ray = pytest.importorskip("ray", reason="Ray is an extra: pip install 'edgenas[ray]'")
 
-from edgenas.executors_ray import RayExecutor, connect  # noqa: E402
+from edgenas.search.ray_executor import RayExecutor, connect  # noqa: E402
 
 TINY_SPACE = {
     "base_stages": (BaseStage(16, 1, 1), BaseStage(24, 1, 2)),
@@ -74,7 +74,7 @@ def test_latency_goes_through_one_actor_that_never_measures_two_at_once(tmp_path
     """Two trials train at once; their latencies are measured by the actor, one after the other."""
     import functools
 
-    from edgenas.mnas_search import LatencySettings, make_latency_estimator_for
+    from edgenas.evaluators.mnas import LatencySettings, make_latency_estimator_for
 
     executor = RayExecutor(slots=2, cpus_per_trial=1)
     probe = tiny_evaluator()

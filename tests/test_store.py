@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from edgenas.errors import UserError
-from edgenas.evaluation import TrialResult
-from edgenas.store import Store
+from edgenas.evaluators.base import TrialResult
+from edgenas.search.store import Store
 
 CONFIG = {"space": "nb201", "strategy": "ppo", "strategy_options": {"lr": 0.01}, "seed": 0, "budget": 10}
 

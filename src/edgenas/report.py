@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on the machines that run searches
 import matplotlib.pyplot as plt  # noqa: E402
 
-from edgenas.store import Store, TrialRecord, flatten  # noqa: E402
+from edgenas.search.store import Store, TrialRecord, flatten  # noqa: E402
 
 
 @dataclass(frozen=True)

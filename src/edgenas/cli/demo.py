@@ -96,7 +96,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def print_front(run_dir: str | Path) -> None:
     """The run's Pareto front (fastest first): arch, accuracy, latency, params, MACs."""
-    from edgenas.store import Store
+    from edgenas.search.store import Store
 
     with Store.open_existing(run_dir) as store:
         front = store.pareto()

@@ -7,7 +7,7 @@ import sys
 
 from edgenas.cli.output import print_json, print_table
 from edgenas.errors import UserError
-from edgenas.progress import progress_bar
+from edgenas.util.progress import progress_bar
 
 BACKENDS = ("onnxruntime", "torch", "litert", "adb", "ssh")
 

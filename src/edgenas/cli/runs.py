@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from edgenas.cli.output import arch_cell, print_json, print_table
-from edgenas.store import Store, TrialRecord
+from edgenas.search.store import Store, TrialRecord
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -18,18 +18,18 @@ from rich.progress import TextColumn
 
 from edgenas.cli.output import print_json
 from edgenas.errors import UserError
-from edgenas.executors import Executor, InProcessExecutor
-from edgenas.objective import OBJECTIVES, make_objective
-from edgenas.progress import progress_bar
-from edgenas.search import DelayedEvaluator, evaluator_plugins, get_evaluator_plugin, run_search
+from edgenas.search.executors import Executor, InProcessExecutor
+from edgenas.search.objectives import OBJECTIVES, make_objective
+from edgenas.util.progress import progress_bar
+from edgenas.search.loop import DelayedEvaluator, evaluator_plugins, get_evaluator_plugin, run_search
 from edgenas.spaces import get_space
-from edgenas.store import Store, TrialRecord
+from edgenas.search.store import Store, TrialRecord
 from edgenas.strategies import STRATEGIES, make_strategy
 
 # Modules that register an evaluator (and their flags) with `edgenas.search.register_evaluator`.
 EVALUATOR_MODULES = [
-    "edgenas.nb201",
-    "edgenas.mnas_search",
+    "edgenas.evaluators.nb201",
+    "edgenas.evaluators.mnas",
 ]
 # Settings that may change when a run is resumed (raising the budget continues the search).
 MUTABLE_CONFIG = ("budget",)
@@ -118,7 +118,7 @@ def make_executor(args: argparse.Namespace) -> Executor:
         if args.ray_address:
             raise UserError("--ray-address needs --executor ray")
         return InProcessExecutor(args.parallel)
-    from edgenas.executors_ray import RayExecutor, check_ray_available
+    from edgenas.search.ray_executor import RayExecutor, check_ray_available
 
     check_ray_available(args.ray_address)
     return RayExecutor(

@@ -100,7 +100,7 @@ def load_checkpoint(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 def _check_space(arch: str, preset: str | None, data: ImageDataset) -> str:
     if preset is None:
         return arch
-    from edgenas.mnas_search import make_mnas_space, space_choices
+    from edgenas.evaluators.mnas import make_mnas_space, space_choices
 
     return make_mnas_space(data, space_choices(preset)).canonical(arch)
 
@@ -141,7 +141,7 @@ def _train(args: argparse.Namespace) -> int:
     test_accuracy, test_loss = evaluate(model, test_loader)
     model = model.to("cpu", memory_format=torch.contiguous_format)
 
-    from edgenas.modelinfo import count_macs, count_params
+    from edgenas.util.modelinfo import count_macs, count_params
 
     recipe: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "arch": arch, "resolution": h, "num_classes": train_data.num_classes,

@@ -30,7 +30,7 @@ from edgenas.darts.genotypes import Genotype
 from edgenas.darts.search_model import SearchNetwork, SupernetConfig
 from edgenas.darts.step import SearchHyper, make_optimizers, search_step
 from edgenas.errors import UserError
-from edgenas.progress import TaskBar
+from edgenas.util.progress import TaskBar
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edgenas.evaluation import TrialResult
+from edgenas.evaluators.base import TrialResult
 from edgenas.spaces.base import SearchSpace
 
 

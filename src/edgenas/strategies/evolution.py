@@ -13,7 +13,7 @@ from collections import deque
 from typing import Any
 
 from edgenas.errors import UserError
-from edgenas.evaluation import TrialResult
+from edgenas.evaluators.base import TrialResult
 from edgenas.spaces.base import SearchSpace
 from edgenas.strategies.base import Candidate, Strategy
 

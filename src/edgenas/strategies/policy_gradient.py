@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from edgenas.errors import UserError
-from edgenas.evaluation import TrialResult
+from edgenas.evaluators.base import TrialResult
 from edgenas.spaces.base import SearchSpace
 from edgenas.strategies.base import Candidate, Strategy
 from edgenas.strategies.controller import ControllerPolicy

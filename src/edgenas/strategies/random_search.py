@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgenas.evaluation import TrialResult
+from edgenas.evaluators.base import TrialResult
 from edgenas.strategies.base import Candidate, Strategy
 
 

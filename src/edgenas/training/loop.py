@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgenas.progress import TaskBar
+from edgenas.util.progress import TaskBar
 
 LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
 EpochCallback = Callable[[int, nn.Module], None]

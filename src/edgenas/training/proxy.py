@@ -33,8 +33,8 @@ from torch import nn
 
 from edgenas.data import Augment, BatchLoader, ImageDataset, load_dataset
 from edgenas.errors import UserError
-from edgenas.evaluation import TrialResult
-from edgenas.modelinfo import count_macs, count_params
+from edgenas.evaluators.base import TrialResult
+from edgenas.util.modelinfo import count_macs, count_params
 from edgenas.training.loop import TrainConfig, TrainingDiverged, evaluate, train
 
 

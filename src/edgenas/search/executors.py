@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgenas.errors import UserError
-from edgenas.evaluation import Evaluator, TrialResult
+from edgenas.evaluators.base import Evaluator, TrialResult
 
 
 @dataclass(frozen=True)

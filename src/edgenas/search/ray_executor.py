@@ -17,8 +17,8 @@ import socket
 from typing import Any
 
 from edgenas.errors import UserError
-from edgenas.evaluation import Evaluator, TrialResult
-from edgenas.executors import Completed, Executor, evaluate_safely
+from edgenas.evaluators.base import Evaluator, TrialResult
+from edgenas.search.executors import Completed, Executor, evaluate_safely
 
 
 def import_ray() -> Any:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from edgenas.errors import UserError
-from edgenas.evaluation import TrialResult
+from edgenas.evaluators.base import TrialResult
 
 OBJECTIVES = ("accuracy", "mnas-soft", "mnas-hard")
 SOFT_EXPONENTS = (-0.07, -0.07)

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 
 from edgenas.errors import UserError
-from edgenas.evaluation import TrialResult
-from edgenas.objective import pareto_front
+from edgenas.evaluators.base import TrialResult
+from edgenas.search.objectives import pareto_front
 
 STORE_NAME = "store.sqlite"
 FORMAT = "edgenas-store"

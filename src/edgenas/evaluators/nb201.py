@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgenas.errors import UserError
-from edgenas.evaluation import TrialResult
+from edgenas.evaluators.base import TrialResult
 from edgenas.spaces.nb201 import NB201Space
 
 TEST_FILE = "nats_bench.csv"
@@ -207,7 +207,7 @@ def _make_evaluator(args, space, executor=None) -> NB201Evaluator:
 
 
 def _register() -> None:
-    from edgenas.search import EvaluatorPlugin, register_evaluator
+    from edgenas.search.loop import EvaluatorPlugin, register_evaluator
 
     register_evaluator(
         EvaluatorPlugin("nb201", make=_make_evaluator, add_options=_add_options, config=_settings)

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgenas.errors import UserError
-from edgenas.evaluation import Evaluator, TrialResult
-from edgenas.executors import Executor, InProcessExecutor
-from edgenas.objective import Objective
+from edgenas.evaluators.base import Evaluator, TrialResult
+from edgenas.search.executors import Executor, InProcessExecutor
+from edgenas.search.objectives import Objective
 from edgenas.spaces.base import SearchSpace
-from edgenas.store import Store, TrialRecord, best_trial
+from edgenas.search.store import Store, TrialRecord, best_trial
 from edgenas.strategies.base import Strategy
 
 Progress = Callable[[int, int, TrialRecord | None], None]

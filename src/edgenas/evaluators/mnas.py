@@ -23,7 +23,7 @@ from typing import Any
 
 from edgenas.data import ImageDataset, load_dataset
 from edgenas.errors import UserError
-from edgenas.executors import Executor
+from edgenas.search.executors import Executor
 from edgenas.spaces import get_space
 from edgenas.spaces.mnas import BaseStage, MnasSpace
 from edgenas.training.options import add_proxy_options, proxy_config_from_args
@@ -278,7 +278,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _register() -> None:
-    from edgenas.search import EvaluatorPlugin, register_evaluator
+    from edgenas.search.loop import EvaluatorPlugin, register_evaluator
 
     register_evaluator(EvaluatorPlugin(
         "mnas", make=_make_evaluator, add_options=add_options, config=_config, make_space=_make_space,

@@ -1,0 +1,1 @@
+"""Small helpers shared by every part: progress bars, model size counts, atomic file writes."""

@@ -24,9 +24,9 @@ import torch
 
 from edgenas.blocks import make_divisible
 from edgenas.cli.main import build_parser
+from edgenas.search.store import Store
 from edgenas.spaces.blockstrings import decode_arch, encode_arch
 from edgenas.spaces.presets import PRESETS
-from edgenas.search.store import Store
 
 
 def scaled(preset: str, width: float) -> str:
@@ -85,8 +85,8 @@ def main() -> int:
     search_wall, search_cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
 
     # The presets, trained and measured the same way (same evaluator settings, protocol, cache).
-    from edgenas.latency.estimator import measure_arch
     from edgenas.evaluators.mnas import setup_from_args
+    from edgenas.latency.estimator import measure_arch
     from edgenas.training.proxy import ProxyTrainingEvaluator
 
     setup = setup_from_args(search_args)

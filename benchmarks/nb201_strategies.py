@@ -48,8 +48,8 @@ def run_one(job: tuple[str, int, str, float | None, int, dict]) -> dict:
 
     torch.set_num_threads(1)
     from edgenas.evaluators.nb201 import NB201Evaluator, load_tables
-    from edgenas.search.objectives import make_objective
     from edgenas.search.loop import run_search
+    from edgenas.search.objectives import make_objective
     from edgenas.spaces import get_space
     from edgenas.strategies import make_strategy
 

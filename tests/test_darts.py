@@ -8,8 +8,9 @@ import torch
 
 from edgenas.darts.architect import Architect
 from edgenas.darts.eval_model import EvalNetwork, count_params, drop_path
+from edgenas.darts.fused import phase_merge, phase_split
 from edgenas.darts.genotypes import DARTS_V2, Genotype, derive_genotype
-from edgenas.darts.ops import PRIMITIVES, make_op, phase_merge, phase_split
+from edgenas.darts.ops import PRIMITIVES, make_op
 from edgenas.darts.search_model import MixedOp, SearchNetwork, SupernetConfig
 from edgenas.errors import UserError
 
@@ -215,6 +216,19 @@ def test_evaluation_network_aux_head_and_drop_path():
     logits, aux = model.train()(x)
     assert logits.shape == aux.shape == (2, 5)
     assert model.eval()(x).shape == (2, 5)
+    # Where the head sits: after cell 2L//3 (0-based), the second reduction cell, as in the
+    # original code (`if i == 2*self._layers//3`), where a 32 px input is 8x8. With 6 cells
+    # (reductions at 2 and 4) that is cell 4; cell 5 has the same shape, so check which cell's
+    # output the head is actually fed.
+    deeper = EvalNetwork(DARTS_V2, channels=4, layers=6, num_classes=5).train()
+    outputs, fed = {}, []
+    for i, cell in enumerate(deeper.cells):
+        cell.register_forward_hook(lambda m, args, out, i=i: outputs.__setitem__(i, out))
+    deeper.auxiliary.register_forward_hook(lambda m, args, out: fed.append(args[0]))
+    deeper(x)
+    assert len(fed) == 1
+    assert [i for i, out in outputs.items() if out.shape == fed[0].shape and torch.equal(out, fed[0])] == [4]
+    assert fed[0].shape == (2, deeper.auxiliary.features[0][0].in_channels, 8, 8)
     digits = EvalNetwork(DARTS_V2, channels=4, layers=3, num_classes=10, in_channels=1).train()
     assert [t.shape for t in digits(torch.randn(2, 1, 28, 28))] == [(2, 10), (2, 10)]  # 7x7 at the head
     kept = drop_path(torch.ones(1000, 1, 1, 1, dtype=torch.double), 0.25)

@@ -128,7 +128,7 @@ def test_evaluation_training_uses_the_project_loop(tmp_path):
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["params"] == metrics["params"] > 0
     assert len(written["history"]) == 2 and 0.0 <= written["test_accuracy"] <= 1.0
-    saved = torch.load(tmp_path / "model.pt", weights_only=False)
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
     assert saved["epoch"] == 2 and Genotype.parse(saved["genotype"]) == DARTS_V2
 
 

@@ -10,6 +10,7 @@ from edgenas.latency.cache import LatencyCache, Where, default_cache_path
 from edgenas.latency.errors import LatencyError
 from edgenas.latency.estimator import make_latency_estimator
 from edgenas.latency.measurement import Measurement
+from edgenas.latency.settings import LatencySettings
 from latency_helpers import FAST, tiny_space
 
 WHERE = Where("onnxruntime", "local:test", "onnxruntime 1", "threads=1")
@@ -49,7 +50,7 @@ def test_unwritable_cache_is_a_one_line_error(tmp_path):
 
 def test_estimator_measures_once_then_reads_the_cache(tmp_path):
     space = tiny_space()
-    estimator = make_latency_estimator(space, cache_path=tmp_path / "lat.sqlite", protocol=FAST)
+    estimator = make_latency_estimator(space, LatencySettings(cache=str(tmp_path / "lat.sqlite"), protocol=FAST))
     try:
         arch = space.sample(__import__("random").Random(3))
         first = estimator.latency(arch)
@@ -64,11 +65,11 @@ def test_estimator_measures_once_then_reads_the_cache(tmp_path):
 
 
 def test_estimator_failures_are_latency_errors(tmp_path):
-    estimator = make_latency_estimator(tiny_space(), cache_path=tmp_path / "lat.sqlite", protocol=FAST)
+    estimator = make_latency_estimator(tiny_space(), LatencySettings(cache=str(tmp_path / "lat.sqlite"), protocol=FAST))
     try:
         with pytest.raises(LatencyError, match="not a choice of this space|blocks"):
             estimator.latency("ir_r9_k3_s1_e6_c16")
         with pytest.raises(LatencyError, match="unknown latency mode"):
-            make_latency_estimator(tiny_space(), mode="guess", cache_path=tmp_path / "lat.sqlite")
+            LatencySettings(mode="guess")
     finally:
         estimator.close()

@@ -12,11 +12,11 @@ from edgenas.latency.estimator import make_latency_estimator
 from edgenas.latency.layers import network_layers
 from edgenas.latency.lut import (
     FULL_CORRECTION_ARCHS,
-    PASSES_PER_LAYER,
     accuracy_report,
     fit_correction,
     space_layers,
 )
+from edgenas.latency.settings import DEFAULT_LAYER_PASSES, LatencySettings
 from edgenas.util.modelinfo import count_params
 from latency_helpers import FAST, tiny_archs, tiny_space
 
@@ -70,8 +70,8 @@ def test_accuracy_report_on_known_numbers():
 
 def test_lut_times_layers_once_calibrates_and_predicts(tmp_path):
     space = tiny_space()
-    estimator = make_latency_estimator(space, mode="lut", cache_path=tmp_path / "lat.sqlite",
-                                       protocol=FAST, calibration_archs=2)
+    estimator = make_latency_estimator(space, LatencySettings(mode="lut", cache=str(tmp_path / "lat.sqlite"),
+                                                              protocol=FAST, calibration_archs=2))
     try:
         lut = estimator.lut  # calibrates: 2 networks measured end to end, their layers timed
         assert lut.correction["n"] == 2 and lut.correction["a"] > 0 and len(lut) >= 5
@@ -87,10 +87,10 @@ def test_lut_times_layers_once_calibrates_and_predicts(tmp_path):
         assert lut.where.setting.endswith("timing=passes")
         stored = estimator.cache._db.execute("SELECT latency_ms, data FROM lut").fetchall()
         assert all("in passes" in json.loads(data)["where"] for _, data in stored)
-        # Each layer was timed in PASSES_PER_LAYER passes (separate processes) and stored as the mean.
+        # Each layer was timed in DEFAULT_LAYER_PASSES passes (separate processes) and stored as the mean.
         for latency, data in stored:
             passes = json.loads(data)["passes_ms"]
-            assert len(passes) == PASSES_PER_LAYER and latency == pytest.approx(sum(passes) / len(passes))
+            assert len(passes) == DEFAULT_LAYER_PASSES and latency == pytest.approx(sum(passes) / len(passes))
         report = estimator.validate(2, seed=2)
         assert report["n"] == 2 and 0.0 <= report["within_10pct"] <= 1.0 and len(report["pairs"]) == 2
         held_out = set(estimator.calibration_sample(2))

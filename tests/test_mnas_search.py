@@ -7,8 +7,8 @@ import pytest
 
 from conftest import run_cli
 from edgenas.errors import UserError
-from edgenas.evaluators.mnas import make_mnas_space, parse_space_option, space_choices
 from edgenas.search.store import Store
+from edgenas.spaces.mnas_choices import mnas_space_for, parse_space_option, space_choices
 
 # A small space so that each candidate trains in well under a second.
 TINY_SPACE = ["--space-preset", "demo", "--space-option", "stages=c8_r1_s2,c16_r1_s2",
@@ -36,19 +36,19 @@ def _digits():
 
 
 def test_demo_preset_is_narrowed_and_fitted_to_the_dataset():
-    space = make_mnas_space(_digits(), space_choices("demo"))
+    space = mnas_space_for(_digits(), space_choices("demo"))
     assert space.config.resolution == 28
     assert space.config.network.in_channels == 1 and space.config.network.num_classes == 10
     assert len(space.decisions) == 6 * 4
     assert space.decisions[0].choices == ("dsconv", "mbconv3", "mbconv6")
-    full = make_mnas_space(_digits(), space_choices("full"))
+    full = mnas_space_for(_digits(), space_choices("full"))
     assert len(full.decisions) == 6 * 7 and full.size() > space.size()
 
 
 def test_space_options_override_one_choice_list():
     choices = space_choices("demo", ["kernels=3", "stages=c8_r1_s2,c16_r2_s2"])
     assert choices["kernels"] == [3] and choices["ops"] == ["dsconv", "mbconv3", "mbconv6"]
-    space = make_mnas_space(_digits(), choices)
+    space = mnas_space_for(_digits(), choices)
     assert len(space.decisions) == 12
     assert space.decisions[1].choices == (3,)
     assert parse_space_option("width_multipliers=0.5, 1.0") == ("width_multipliers", [0.5, 1.0])
@@ -56,7 +56,7 @@ def test_space_options_override_one_choice_list():
         with pytest.raises(UserError):
             parse_space_option(bad)
     with pytest.raises(UserError, match="stage 'c16_r1'"):
-        make_mnas_space(_digits(), space_choices("demo", ["stages=c16_r1"]))
+        mnas_space_for(_digits(), space_choices("demo", ["stages=c16_r1"]))
     with pytest.raises(UserError, match="unknown space preset"):
         space_choices("huge")
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from edgenas.errors import UserError
-from edgenas.util.modelinfo import count_params
 from edgenas.evaluators.nb201 import FILES, NB201Evaluator, load_tables
 from edgenas.spaces import get_space
 from edgenas.spaces.nb201 import OPS
+from edgenas.util.modelinfo import count_params
 
 ALL_CONV3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edgenas.util.modelinfo import count_macs, count_params
 from edgenas.spaces.mobilenet import build_network
 from edgenas.spaces.presets import PRESETS
+from edgenas.util.modelinfo import count_macs, count_params
 
 # (params, MACs) at 224x224, 1000 classes: MobileNetV2 and MnasNet papers; torchvision's mnasnet1_0
 # has 4,383,312 parameters.

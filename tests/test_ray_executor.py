@@ -9,10 +9,11 @@ import pytest
 
 from edgenas.errors import UserError
 from edgenas.search.executors import InProcessExecutor
-from edgenas.search.objectives import make_objective
 from edgenas.search.loop import run_search
-from edgenas.spaces.mnas import BaseStage
+from edgenas.search.objectives import make_objective
 from edgenas.search.store import Store
+from edgenas.spaces import fitted_space
+from edgenas.spaces.mnas import BaseStage
 from edgenas.strategies import make_strategy
 from edgenas.training.loop import TrainConfig
 from edgenas.training.proxy import ProxyConfig, ProxyTrainingEvaluator
@@ -30,10 +31,10 @@ TINY_SPACE = {
 
 def tiny_evaluator() -> ProxyTrainingEvaluator:
     config = ProxyConfig(
-        dataset="digits", space_options=TINY_SPACE, subset=200,
+        dataset="digits", subset=200,
         train=TrainConfig(epochs=1, max_steps=3, batch_size=32, lr=0.05), threads=1,
     )
-    return ProxyTrainingEvaluator(config)
+    return ProxyTrainingEvaluator(config, fitted_space("mnas", (1, 28, 28), 10, **TINY_SPACE))
 
 
 def search(run_dir, executor, evaluator=None) -> list:
@@ -74,13 +75,15 @@ def test_latency_goes_through_one_actor_that_never_measures_two_at_once(tmp_path
     """Two trials train at once; their latencies are measured by the actor, one after the other."""
     import functools
 
-    from edgenas.evaluators.mnas import LatencySettings, make_latency_estimator_for
+    from edgenas.latency.estimator import make_latency_estimator
+    from edgenas.latency.protocol import Protocol
+    from edgenas.latency.settings import LatencySettings
 
     executor = RayExecutor(slots=2, cpus_per_trial=1)
     probe = tiny_evaluator()
-    settings = LatencySettings(runs=5, warmup=1, cache=str(tmp_path / "latency.sqlite"))
-    client = executor.latency_service(functools.partial(make_latency_estimator_for, probe.space, settings))
-    evaluator = ProxyTrainingEvaluator(probe.config, latency=client)
+    settings = LatencySettings(protocol=Protocol(runs=5, warmup=1), cache=str(tmp_path / "latency.sqlite"))
+    client = executor.latency_service(functools.partial(make_latency_estimator, probe.space, settings))
+    evaluator = ProxyTrainingEvaluator(probe.config, probe.space, latency=client)
     trials = search(tmp_path / "ray", executor, evaluator)
     assert [t.status for t in trials] == ["ok"] * 4, [t.error for t in trials]
     assert all(t.latency_ms is not None and t.latency_ms > 0 for t in trials), [(t.latency_ms, t.metrics) for t in trials]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from edgenas.cli.main import main
 from edgenas.evaluators.base import TrialResult
-from edgenas.search.objectives import make_objective
 from edgenas.report import write_report
+from edgenas.search.objectives import make_objective
 from edgenas.search.store import Store
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

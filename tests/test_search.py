@@ -16,12 +16,12 @@ import pytest
 
 from conftest import run_cli
 from edgenas.evaluators.base import TrialResult
-from edgenas.search.executors import InProcessExecutor
 from edgenas.evaluators.nb201 import NB201Evaluator, load_tables
-from edgenas.search.objectives import make_objective
+from edgenas.search.executors import InProcessExecutor
 from edgenas.search.loop import run_search
-from edgenas.spaces import get_space
+from edgenas.search.objectives import make_objective
 from edgenas.search.store import Store
+from edgenas.spaces import get_space
 from edgenas.strategies import make_strategy
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings on one thread

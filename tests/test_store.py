@@ -1,4 +1,4 @@
-"""The SQLite run store: trials and checkpoints, resume, config checks, corrupt files."""
+"""The SQLite run store: resume, config checks, corrupt files (the log contract: test_trial_logs.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_trials_checkpoints_best_and_front(tmp_path):
         store.finish_trial(c, TrialResult.failed("out of memory"), None, 0.1)
         with pytest.raises(RuntimeError, match="twice"):
             store.finish_trial(c, TrialResult(accuracy=0.1, latency_ms=1.0), 0.1, 0.1)
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(ValueError, match="already a trial"):
             store.begin_trial("a", seed=0)  # one trial per architecture
         assert store.counts() == {"running": 0, "ok": 2, "failed": 1}
         assert store.best().arch == "b"  # by reward, not accuracy

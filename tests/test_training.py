@@ -16,6 +16,7 @@ from torch import nn
 from edgenas.blocks import ConvBnAct
 from edgenas.data import Augment, BatchLoader, ImageDataset, load_dataset
 from edgenas.errors import UserError
+from edgenas.spaces import fitted_space
 from edgenas.spaces.mnas import BaseStage
 from edgenas.training import TrainConfig, TrainingDiverged, cosine_lr, evaluate, train
 from edgenas.training.proxy import ProxyConfig, ProxyTrainingEvaluator, recalibrate_batchnorm
@@ -40,8 +41,17 @@ def small_cnn(channels: int = 1, classes: int = 10) -> nn.Module:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, classes))
 
 
+def tiny_space8():
+    """TINY_SPACE fitted to the 8x8 digits (one channel, ten classes)."""
+    return fitted_space("mnas", (1, 8, 8), 10, **TINY_SPACE)
+
+
+def proxy_evaluator(config: ProxyConfig) -> ProxyTrainingEvaluator:
+    return ProxyTrainingEvaluator(config, tiny_space8())
+
+
 def proxy_config(**changes) -> ProxyConfig:
-    values = dict(dataset="digits8", space_options=TINY_SPACE, subset=600, val_fraction=0.25,
+    values = dict(dataset="digits8", subset=600, val_fraction=0.25,
                   train=TrainConfig(max_steps=40, batch_size=32, lr=0.05), eval_batch_size=128,
                   augment=Augment(crop_padding=1), bn_recalibration_batches=5, device="cpu")
     values.update(changes)
@@ -225,7 +235,7 @@ class DeviceGone:
 
 
 def test_proxy_evaluator_scores_deterministically_with_latency() -> None:
-    evaluator = ProxyTrainingEvaluator(proxy_config())
+    evaluator = proxy_evaluator(proxy_config())
     space = evaluator.space
     assert space.config.resolution == 8 and space.config.network.in_channels == 1
     arch = space.sample(random.Random(0))
@@ -238,14 +248,14 @@ def test_proxy_evaluator_scores_deterministically_with_latency() -> None:
     assert metrics["params"] > 0 and metrics["macs"] > 0 and metrics["train_steps"] == 40
     assert metrics["val_images"] == 150 and metrics["train_seconds"] > 0
     # A fresh evaluator (and one rebuilt from its plain dict, as a Ray worker would) agrees exactly.
-    again = ProxyTrainingEvaluator.from_dict(evaluator.to_dict()).evaluate(arch)
+    again = ProxyTrainingEvaluator.from_dict(evaluator.to_dict(), tiny_space8()).evaluate(arch)
     assert again.ok, again.error
     assert (again.accuracy, again.metrics["train_loss"], again.metrics["val_loss"]) == (
         first.accuracy, metrics["train_loss"], metrics["val_loss"])
 
 
 def test_proxy_evaluator_pickles_without_data() -> None:
-    evaluator = ProxyTrainingEvaluator(proxy_config(train=TrainConfig(max_steps=5, batch_size=32)))
+    evaluator = proxy_evaluator(proxy_config(train=TrainConfig(max_steps=5, batch_size=32)))
     arch = evaluator.space.sample(random.Random(1))
     before = evaluator.evaluate(arch)
     blob = pickle.dumps(evaluator)
@@ -255,7 +265,7 @@ def test_proxy_evaluator_pickles_without_data() -> None:
 
 
 def test_proxy_failures_are_results_with_reasons() -> None:
-    evaluator = ProxyTrainingEvaluator(proxy_config(train=TrainConfig(max_steps=5, batch_size=32)))
+    evaluator = proxy_evaluator(proxy_config(train=TrainConfig(max_steps=5, batch_size=32)))
     arch = evaluator.space.sample(random.Random(2))
 
     too_deep = "ds_r1_k3_s2_c8 ir_r1_k3_s2_e3_c16 ir_r1_k3_s2_e3_c16 ir_r1_k3_s2_e3_c16"
@@ -270,7 +280,7 @@ def test_proxy_failures_are_results_with_reasons() -> None:
     assert not result.ok and result.error == "latency: ConnectionError: device offline"
     assert result.metrics["params"] > 0
 
-    diverging = ProxyTrainingEvaluator(proxy_config(
+    diverging = proxy_evaluator(proxy_config(
         train=TrainConfig(max_steps=30, batch_size=32, lr=1e30, momentum=0.0)))
     result = diverging.evaluate(arch)
     assert not result.ok and result.error.startswith("diverged: loss became")

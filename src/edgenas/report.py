@@ -15,7 +15,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on the machines that run searches
 import matplotlib.pyplot as plt  # noqa: E402
 
-from edgenas.search.store import Store, TrialRecord, flatten  # noqa: E402
+from edgenas.search.store import Store, flatten  # noqa: E402
+from edgenas.search.trials import TrialRecord  # noqa: E402
 
 
 @dataclass(frozen=True)

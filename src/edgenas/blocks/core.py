@@ -243,6 +243,14 @@ class PoolSkip(nn.Module):
 SKIP_KINDS = ("none", "identity", "pool")
 
 
+def effective_skip(kind: str, in_channels: int, out_channels: int, stride: int) -> str:
+    """The skip a layer really has: an identity skip that the shapes forbid (a stride, a change of
+    width) is no skip, as in MobileNetV2. The one home of that rule (builder and LUT keys use it)."""
+    if kind == "identity" and (stride != 1 or in_channels != out_channels):
+        return "none"
+    return kind
+
+
 def make_skip(
     kind: str, in_channels: int, out_channels: int, stride: int, norm: NormSpec = MOBILE_NORM
 ) -> nn.Module | None:
@@ -251,10 +259,11 @@ def make_skip(
     'identity' exists only where the shapes allow it (stride 1, same width), as in MobileNetV2;
     'pool' always exists, reshaping the input by pooling and projection.
     """
+    kind = effective_skip(kind, in_channels, out_channels, stride)
     if kind == "none":
         return None
     if kind == "identity":
-        return nn.Identity() if stride == 1 and in_channels == out_channels else None
+        return nn.Identity()
     if kind == "pool":
         return PoolSkip(in_channels, out_channels, stride, norm)
     raise UserError(f"unknown skip '{kind}'; choose one of {', '.join(SKIP_KINDS)}")

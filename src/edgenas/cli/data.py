@@ -58,14 +58,16 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _proxy(args: argparse.Namespace) -> int:
+    from edgenas.spaces import fitted_space
     from edgenas.training.proxy import ProxyTrainingEvaluator
 
     spec = args.dataset or "digits"
     probe = load_dataset(spec, "train", args.data_dir)
-    config = proxy_config_from_args(args, dataset=probe, space=args.space)
-    evaluator = ProxyTrainingEvaluator(config, dataset=probe, progress=not args.json)
+    config = proxy_config_from_args(args, dataset=probe)
+    space = fitted_space(args.space, probe.shape, probe.num_classes)
+    evaluator = ProxyTrainingEvaluator(config, space, dataset=probe, progress=not args.json)
     evaluator.prepare()
-    evaluator.space.build(args.arch)  # a malformed or too-deep string is the user's to fix: exit 2
+    space.build(space.decode(args.arch))  # a malformed or too-deep string is the user's to fix: exit 2
     result = evaluator.evaluate(args.arch)
     if args.json:
         print_json(result.to_dict())

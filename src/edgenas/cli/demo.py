@@ -21,6 +21,7 @@ from pathlib import Path
 
 from edgenas.cli.output import arch_cell, print_table
 from edgenas.errors import UserError
+from edgenas.latency.settings import add_latency_options
 
 DEFAULT_OUT = "runs/demo"
 # The demo's search; every value is an `edgenas search` flag (see docs/demo.md for the choice).
@@ -30,7 +31,6 @@ DEMO = {
     "proxy_subset": 2500,  # 2,000 to train, 500 to validate (class-stratified, seeded)
     "proxy_steps": 50,  # SGD steps of 64 images per candidate (~1.6 epochs of the 2,000)
     "proxy_lr": 0.05,
-    "latency_runs": 50,
 }
 
 
@@ -49,10 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"images for proxy training + validation (default {DEMO['proxy_subset']})")
     parser.add_argument("--proxy-steps", type=int, default=DEMO["proxy_steps"],
                         help=f"SGD steps per candidate (default {DEMO['proxy_steps']})")
-    parser.add_argument("--latency-runs", type=int, default=DEMO["latency_runs"],
-                        help=f"timed runs per latency measurement (default {DEMO['latency_runs']})")
-    parser.add_argument("--latency-cache", default=None,
-                        help="latency cache file (default $EDGENAS_CACHE_DIR or ~/.cache/edgenas/latency.sqlite)")
+    add_latency_options(parser, "latency-", ("runs", "cache"))
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_demo)
 
@@ -63,11 +60,12 @@ def search_argv(args: argparse.Namespace) -> list[str]:
         "search", "--space", "mnas", "--space-preset", "demo", "--dataset", "digits",
         "--strategy", "ppo", "--objective", "mnas-soft", "--target-ms", f"{args.target_ms:g}",
         "--latency-backend", "onnxruntime", "--latency-threads", "1",
-        "--latency-runs", str(args.latency_runs),
         "--proxy-subset", str(args.proxy_subset), "--proxy-steps", str(args.proxy_steps),
         "--proxy-lr", f"{DEMO['proxy_lr']:g}",
         "--budget", str(args.budget), "--seed", str(args.seed), "--out", str(args.out),
     ]
+    if args.latency_runs is not None:
+        argv += ["--latency-runs", str(args.latency_runs)]
     if args.latency_cache:
         argv += ["--latency-cache", str(args.latency_cache)]
     if args.quiet:

@@ -7,9 +7,8 @@ import sys
 
 from edgenas.cli.output import print_json, print_table
 from edgenas.errors import UserError
+from edgenas.latency.settings import LatencySettings, add_latency_options
 from edgenas.util.progress import progress_bar
-
-BACKENDS = ("onnxruntime", "torch", "litert", "adb", "ssh")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,8 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(build)
     build.add_argument("--sample", type=int, default=None,
                        help="time only the layers of N random architectures (default: every layer of the space)")
-    build.add_argument("--calibration", type=int, default=None,
-                       help="networks measured end to end for the correction (default 24)")
     build.add_argument("--json", action="store_true", help="print one JSON object")
     build.set_defaults(handler=_lut_build)
 
@@ -50,8 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(validate)
     validate.add_argument("-n", type=int, default=20, help="random architectures to measure")
     validate.add_argument("--seed", type=int, default=1)
-    validate.add_argument("--calibration", type=int, default=None,
-                       help="networks measured end to end for the correction (default 24)")
     validate.add_argument("--json", action="store_true", help="print one JSON object")
     validate.set_defaults(handler=_lut_validate)
 
@@ -64,24 +59,15 @@ def _device_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default="onnxruntime", help=f"one of {', '.join(BACKENDS)}")
+    add_latency_options(parser, names=("backend", "runs", "warmup", "threads", "clock", "cache"))
     parser.add_argument("--resolution", type=int, default=224)
-    parser.add_argument("--runs", type=int, default=50, help="timed runs (after warm-up)")
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                        help="cpu: process CPU time per run (steady on a shared machine); wall: elapsed")
-    parser.add_argument("--cache", default=None, help="latency cache file (default: ~/.cache/edgenas/latency.sqlite)")
     _device_options(parser)
 
 
 def _space(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", default="mnas", help="search space (mnas)")
-    parser.add_argument("--lut-reference", choices=("network", "layer"), default="network",
-                        help="what layers are timed against, once per pass (network: MobileNetV2, default; layer: one MBConv layer)")
     parser.add_argument("--classes", type=int, default=1000)
-    parser.add_argument("--layer-passes", type=int, default=None,
-                        help="passes each layer is timed in, stored as the mean (default 2; 1 builds twice as fast)")
+    add_latency_options(parser, names=("lut-reference", "layer-passes", "calibration"))
 
 
 def _backend_options(args: argparse.Namespace) -> dict:
@@ -91,16 +77,17 @@ def _backend_options(args: argparse.Namespace) -> dict:
     }
 
 
-def _backend(args: argparse.Namespace):
+def _settings(args: argparse.Namespace, **overrides) -> LatencySettings:
+    """The command's latency settings; the remote device is --serial (adb) or --host (ssh)."""
+    device = args.serial if args.backend == "adb" else args.host if args.backend == "ssh" else None
+    return LatencySettings.from_args(args, device=device, core_mask=args.core_mask,
+                                     remote_python=args.remote_python, **overrides)
+
+
+def _backend(settings: LatencySettings):
     from edgenas.latency.backends import get_backend
 
-    return get_backend(args.backend, **_backend_options(args).get(args.backend, {}))
-
-
-def _protocol(args: argparse.Namespace):
-    from edgenas.latency.protocol import Protocol
-
-    return Protocol(warmup=args.warmup, runs=args.runs, threads=args.threads, clock=args.clock)
+    return get_backend(settings.backend, **settings.backend_options())
 
 
 def _backends(args: argparse.Namespace) -> int:
@@ -129,10 +116,11 @@ def _measure(args: argparse.Namespace) -> int:
     decode_arch(arch)  # a malformed string fails here, before any backend starts
     network = NetworkConfig(num_classes=args.classes, in_channels=args.in_channels,
                             stem_stride=2 if args.resolution >= 64 else 1)
-    backend = _backend(args)
+    settings = _settings(args)
+    backend = _backend(settings)
     backend.require()
-    cache = LatencyCache(args.cache)
-    measurer = Measurer(backend, _protocol(args), cache)
+    cache = LatencyCache(settings.cache)
+    measurer = Measurer(backend, settings.protocol, cache)
     try:
         result = measure_arch(arch, measurer, cache, network, args.resolution,
                               None if args.no_reference else "network", use_cache=not args.no_cache)
@@ -159,22 +147,15 @@ def _measure(args: argparse.Namespace) -> int:
     return 0
 
 
-def _estimator(args: argparse.Namespace, calibration: int | None):
-    from edgenas.latency.estimator import DEFAULT_CALIBRATION_ARCHS, make_latency_estimator
-    from edgenas.latency.lut import PASSES_PER_LAYER
+def _estimator(args: argparse.Namespace):
+    from edgenas.latency.estimator import make_latency_estimator
+    from edgenas.spaces import get_space
 
-    if calibration is not None and calibration < 1:
-        raise UserError(f"--calibration must be at least 1 network, got {calibration}")
-    if args.layer_passes is not None and args.layer_passes < 1:
-        raise UserError(f"--layer-passes must be at least 1, got {args.layer_passes}")
+    settings = _settings(args, mode="lut")
     if args.space != "mnas":
         raise UserError(f"the LUT supports the mnas space only, not '{args.space}'")
-    return make_latency_estimator(
-        args.space, backend=args.backend, mode="lut", cache_path=args.cache, resolution=args.resolution,
-        calibration_archs=calibration or DEFAULT_CALIBRATION_ARCHS, protocol=_protocol(args), num_classes=args.classes,
-        backend_options=_backend_options(args).get(args.backend, {}), lut_reference=args.lut_reference,
-        layer_passes=args.layer_passes or PASSES_PER_LAYER,
-    )
+    space = get_space(args.space, resolution=args.resolution, num_classes=args.classes)
+    return make_latency_estimator(space, settings)
 
 
 def _lut_build(args: argparse.Namespace) -> int:
@@ -182,7 +163,7 @@ def _lut_build(args: argparse.Namespace) -> int:
 
     from edgenas.latency.lut import space_layers
 
-    estimator = _estimator(args, args.calibration)
+    estimator = _estimator(args)
     try:
         estimator.measurer.backend.require()
         lut = estimator.make_lut()
@@ -198,7 +179,7 @@ def _lut_build(args: argparse.Namespace) -> int:
         # Always refit: the calibration networks' measurements come from the cache, so this costs
         # only the networks not measured yet, and the stored correction follows this version's form.
         correction = estimator.calibrate(estimator.calibration_archs)
-        summary = {"space": args.space, "resolution": estimator.resolution, "backend": args.backend,
+        summary = {"space": args.space, "resolution": estimator.resolution, "backend": estimator.backend,
                    "device": estimator.measurer.status.device, "layers": len(set((s.key, s.shape_key) for s in specs)),
                    "timed_now": len(todo), "lut_entries": len(estimator.lut),
                    "correction": {k: correction.get(k) for k in ("a", "c_per_layer", "d_per_mvalue", "b", "n", "rmse_ms")},
@@ -208,14 +189,14 @@ def _lut_build(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        print(f"LUT for {args.space} @ {summary['resolution']} on {args.backend}: {summary['layers']} layers "
+        print(f"LUT for {args.space} @ {summary['resolution']} on {estimator.backend}: {summary['layers']} layers "
               f"({summary['timed_now']} timed now), correction fitted on {summary['correction']['n']} networks "
               f"(RMSE {summary['correction']['rmse_ms']:.3f} ms); stored in {summary['cache']}")
     return 0
 
 
 def _lut_validate(args: argparse.Namespace) -> int:
-    estimator = _estimator(args, args.calibration)
+    estimator = _estimator(args)
     try:
         estimator.measurer.backend.require()
         with progress_bar() as progress:
@@ -226,7 +207,7 @@ def _lut_validate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
         return 0
-    print_table(f"LUT vs end-to-end: {args.space} @ {report['resolution']}, {args.backend}",
+    print_table(f"LUT vs end-to-end: {args.space} @ {report['resolution']}, {estimator.backend}",
                 ["n", "within 5%", "within 10%", "RMSE ms", "Kendall tau", "max error"],
                 [(report["n"], f"{100 * report['within_5pct']:.1f} %", f"{100 * report['within_10pct']:.1f} %",
                   f"{report['rmse_ms']:.3f}", f"{report['kendall_tau']:.3f}", f"{report['max_abs_pct']:.1f} %")])

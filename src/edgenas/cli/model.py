@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from edgenas.cli.output import print_json, print_table
-from edgenas.util.modelinfo import count_macs, count_params, summarize
 from edgenas.spaces.mobilenet import NetworkConfig, build_network
 from edgenas.spaces.presets import PRESETS, preset
+from edgenas.util.modelinfo import count_macs, count_params, summarize
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

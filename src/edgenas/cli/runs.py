@@ -6,7 +6,8 @@ import argparse
 from typing import Any
 
 from edgenas.cli.output import arch_cell, print_json, print_table
-from edgenas.search.store import Store, TrialRecord
+from edgenas.search.store import Store
+from edgenas.search.trials import TrialRecord
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,16 +1,17 @@
 """`edgenas search`: run (or resume) an architecture search into a run directory.
 
-The evaluator comes from the registry in `edgenas.search`, keyed by `--space`; the modules listed
-in EVALUATOR_MODULES register theirs on import and may add their own flags. Every input is
+The evaluator kind comes from `edgenas.evaluators.registry`, keyed by `--space`; each kind adds
+its own flags (no two kinds and no common flag share a name; `--dataset`, `--device` and
+`--data-dir` are common, and their help says what each means for each space). Every input is
 checked before the run directory is touched, so a bad flag leaves an existing run as it was.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -18,56 +19,54 @@ from rich.progress import TextColumn
 
 from edgenas.cli.output import print_json
 from edgenas.errors import UserError
+from edgenas.evaluators.base import Evaluator, TrialResult
+from edgenas.evaluators.registry import EVALUATORS, get_evaluator_kind
 from edgenas.search.executors import Executor, InProcessExecutor
+from edgenas.search.loop import run_search
 from edgenas.search.objectives import OBJECTIVES, make_objective
-from edgenas.util.progress import progress_bar
-from edgenas.search.loop import DelayedEvaluator, evaluator_plugins, get_evaluator_plugin, run_search
-from edgenas.spaces import get_space
-from edgenas.search.store import Store, TrialRecord
+from edgenas.search.store import Store
+from edgenas.search.trials import TrialRecord
 from edgenas.strategies import STRATEGIES, make_strategy
+from edgenas.util.progress import progress_bar
 
-# Modules that register an evaluator (and their flags) with `edgenas.search.register_evaluator`.
-EVALUATOR_MODULES = [
-    "edgenas.evaluators.nb201",
-    "edgenas.evaluators.mnas",
-]
 # Settings that may change when a run is resumed (raising the budget continues the search).
 MUTABLE_CONFIG = ("budget",)
+DATASET_HELP = ("nb201: which table columns to search on (cifar10, cifar100, imagenet16-120; default cifar10); "
+                "mnas: the images to proxy-train on (digits, the embedded default | cifar10-jpeg[:K] | "
+                "cifar10:DIR | cifar100:DIR | folder:DIR)")
+DEVICE_HELP = ("latency device. nb201: a column of the latency table (default pixel3); mnas: the remote device "
+               "of --latency-backend adb (serial) or ssh (user@host)")
+DATA_DIR_HELP = ("nb201: the tables' folder (default $EDGENAS_DATA_DIR/nb201 or ../shared/data/nb201); "
+                 "mnas: where the cifar10-jpeg shards are")
 
 
-class _SharedOptions:
-    """Lets several evaluator plugins declare the same flag: the first declaration wins, so two
-    spaces that both want `--dataset` do not crash the parser. Plugins should default to None
-    and resolve their own default in `make`."""
+class DelayedEvaluator:
+    """Sleeps before each evaluation. For tests only (`--eval-delay-ms`, hidden from --help): it
+    lets a `kill -9` land mid-search on a table lookup that would otherwise take microseconds."""
 
-    def __init__(self, parser: argparse.ArgumentParser) -> None:
-        self._parser = parser
+    def __init__(self, evaluator: Evaluator, seconds: float) -> None:
+        self.evaluator = evaluator
+        self.seconds = seconds
 
-    def add_argument(self, *flags: str, **kwargs: Any) -> None:
-        if any(flag in self._parser._option_string_actions for flag in flags):
-            return
-        self._parser.add_argument(*flags, **kwargs)
-
-
-def _load_plugins() -> None:
-    for module in EVALUATOR_MODULES:
-        importlib.import_module(module)
+    def evaluate(self, arch: str) -> TrialResult:
+        time.sleep(self.seconds)
+        return self.evaluator.evaluate(arch)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    _load_plugins()
     parser = subparsers.add_parser(
         "search",
         help="search a space for accurate, fast architectures (rerun on the same --out to resume)",
     )
-    parser.add_argument("--space", required=True, help=f"search space ({', '.join(sorted(evaluator_plugins()))})")
+    parser.add_argument("--space", required=True, help=f"search space ({', '.join(EVALUATORS)})")
     parser.add_argument("--strategy", required=True, help=f"one of {', '.join(STRATEGIES)}")
     parser.add_argument("--objective", default="accuracy", help=f"one of {', '.join(OBJECTIVES)} (default accuracy)")
     parser.add_argument("--target-ms", type=float, default=None, help="latency target T in ms (mnas-soft, mnas-hard)")
     parser.add_argument("--alpha", type=float, default=None, help="reward exponent when LAT <= T (soft -0.07, hard 0)")
     parser.add_argument("--beta", type=float, default=None, help="reward exponent when LAT > T (soft -0.07, hard -1)")
-    parser.add_argument("--device", default=None, help="latency device (nb201: a column of the latency table; default pixel3)")
-    parser.add_argument("--data-dir", default=None, help="data folder (nb201: default $EDGENAS_DATA_DIR/nb201 or ../shared/data/nb201)")
+    parser.add_argument("--dataset", default=None, help=DATASET_HELP)
+    parser.add_argument("--device", default=None, help=DEVICE_HELP)
+    parser.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     parser.add_argument("--budget", type=int, required=True, help="number of distinct architectures to evaluate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="run directory (holds store.sqlite)")
@@ -85,16 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ray-latency-cpus", type=float, default=0,
                         help="Ray CPUs reserved by the latency actor that owns the device (default 0; 1 on a cluster)")
     parser.add_argument("--max-repeats", type=int, default=1000, help="stop after this many known architectures proposed in a row")
-    parser.add_argument(
-        "--eval-delay-ms", type=float, default=0.0,
-        help="testing only: sleep this long before each evaluation (lets a kill land mid-run)",
-    )
+    parser.add_argument("--eval-delay-ms", type=float, default=0.0, help=argparse.SUPPRESS)  # tests only
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
-    shared = _SharedOptions(parser)
-    for plugin in evaluator_plugins().values():
-        if plugin.add_options is not None:
-            plugin.add_options(shared)  # type: ignore[arg-type]
+    for kind in EVALUATORS.values():
+        kind.add_options(parser)
     parser.set_defaults(handler=_search)
 
 
@@ -141,16 +135,15 @@ def _search(args: argparse.Namespace) -> int:
         raise UserError(f"--target-ms must be positive, got {args.target_ms}")
     objective = make_objective(args.objective, args.target_ms, args.alpha, args.beta)
     executor = make_executor(args)
-    plugin = get_evaluator_plugin(args.space)
-    space = plugin.make_space(args) if plugin.make_space else get_space(args.space)
+    space, evaluator_config, make_evaluator = get_evaluator_kind(args.space).setup(args)
     strategy = make_strategy(args.strategy, space, args.seed, **parse_options(args.strategy_option))
-    evaluator = plugin.make(args, space, executor)
+    evaluator = make_evaluator(executor)
     config = {
         "space": args.space,
         "strategy": args.strategy,
         "strategy_options": strategy.options(),
         "objective": objective.config(),
-        "evaluator": plugin.config(args) if plugin.config else {},
+        "evaluator": evaluator_config,
         "seed": args.seed,
         "budget": args.budget,
     }

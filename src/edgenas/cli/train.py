@@ -100,9 +100,9 @@ def load_checkpoint(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 def _check_space(arch: str, preset: str | None, data: ImageDataset) -> str:
     if preset is None:
         return arch
-    from edgenas.evaluators.mnas import make_mnas_space, space_choices
+    from edgenas.spaces.mnas_choices import mnas_space_for, space_choices
 
-    return make_mnas_space(data, space_choices(preset)).canonical(arch)
+    return mnas_space_for(data, space_choices(preset)).canonical(arch)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -1,10 +1,11 @@
 """DARTS: differentiable cell search (Liu, Simonyan, Yang, ICLR 2019).
 
 One job per module, as in the original code: `ops` (the op table, from the shared blocks),
-`genotypes` (discrete cells, their strings, derivation from alphas), `search_model` (the
-supernet), `architect` (alpha's first/second-order step), `step` (one search step), `search`
-(epochs, checkpoint, resume), `eval_model` (the network a genotype defines), `train` (its
-training on the project's loop) and `draw` (a picture of both cells).
+`fused` (the supernet's fast way of running those ops, the same math), `genotypes` (discrete
+cells, their strings, derivation from alphas), `search_model` (the supernet), `architect`
+(alpha's first/second-order step), `step` (one search step), `search` (epochs, checkpoint,
+resume), `eval_model` (the network a genotype defines), `train` (its training on the project's
+loop) and `draw` (a picture of both cells).
 
     from edgenas.darts import DARTS_V2, Genotype, SearchNetwork, EvalNetwork
 """

@@ -7,16 +7,17 @@ epoch from `lr` to `lr_min`.
 
 Everything a resumed search needs is written after every epoch to `RUN_DIR/checkpoint.pt`
 (supernet with alphas, both optimisers, the loaders' and the global RNG states, the history),
-atomically, so a search killed at any moment resumes from its last finished epoch with the same
-command and continues exactly as if it had not stopped. `RUN_DIR/config.json` records the
-configuration; a run directory of another configuration is refused.
+atomically (`edgenas.util.atomic`), so a search killed at any moment resumes from its last
+finished epoch with the same command and continues exactly as if it had not stopped.
+`RUN_DIR/config.json` records the configuration; a run directory of another configuration is
+refused. The checkpoint is read with `torch.load(weights_only=True)`: resuming never runs code
+from a file in the run directory.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from edgenas.darts.genotypes import Genotype
 from edgenas.darts.search_model import SearchNetwork, SupernetConfig
 from edgenas.darts.step import SearchHyper, make_optimizers, search_step
 from edgenas.errors import UserError
+from edgenas.util.atomic import torch_save_atomic, write_atomic
 from edgenas.util.progress import TaskBar
 
 CHECKPOINT = "checkpoint.pt"
@@ -154,6 +156,8 @@ class Search:
             raise UserError(f"{self.run_dir} exists and is not a DARTS search directory; use a new --out directory")
 
     def _save(self) -> None:
+        # Tensors and plain Python values only (the Python RNG state is a tuple of ints), so that
+        # `_load` can read it with weights_only=True: a run directory may come from someone else.
         state = {
             "epoch": len(self.history),
             "model": self.model.state_dict(),
@@ -168,20 +172,18 @@ class Search:
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.run_dir / CONFIG, json.dumps(self.config.to_dict(), indent=2).encode())
-        tmp = self.run_dir / (CHECKPOINT + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.run_dir / CHECKPOINT)
-        _atomic_write(self.run_dir / HISTORY, json.dumps([asdict(r) for r in self.history], indent=2).encode())
+        write_atomic(self.run_dir / CONFIG, json.dumps(self.config.to_dict(), indent=2))
+        torch_save_atomic(state, self.run_dir / CHECKPOINT)
+        write_atomic(self.run_dir / HISTORY, json.dumps([asdict(r) for r in self.history], indent=2))
         if self.history:
-            _atomic_write(self.run_dir / GENOTYPE, (self.history[-1].genotype + "\n").encode())
+            write_atomic(self.run_dir / GENOTYPE, self.history[-1].genotype + "\n")
 
     def _load(self) -> bool:
         path = self.run_dir / CHECKPOINT
         if not path.exists():
             return False
         try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
+            state = torch.load(path, map_location=self.device, weights_only=True)
             self.model.load_state_dict(state["model"])
         except Exception as error:  # a foreign or damaged file: the user's to fix
             raise UserError(f"cannot resume from {path} ({type(error).__name__}); use a new --out directory") from None
@@ -257,12 +259,6 @@ class Search:
 
         loader = self.val_loader if max_steps is None else _Take(self.val_loader, max_steps)
         return evaluate(self.model, loader)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _cycle(loader: Any):

@@ -25,22 +25,18 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from edgenas.blocks import ConvBnAct, FactorizedReduce, PoolBN, Zero
-from edgenas.darts.genotypes import Genotype, derive_genotype
-from edgenas.darts.ops import (
-    EVAL_NORM,
-    PRIMITIVES,
-    SEARCH_NORM,
-    check_op,
+from edgenas.darts.fused import (
     dilated_on_phases,
     dilation_of,
     forward_after_relu,
-    make_op,
     phase_merge,
     phase_split,
     phases_apply,
     pool_forward,
     starts_with_relu,
 )
+from edgenas.darts.genotypes import Genotype, derive_genotype
+from edgenas.darts.ops import EVAL_NORM, PRIMITIVES, SEARCH_NORM, check_op, make_op
 from edgenas.errors import UserError
 
 ALPHA_PREFIX = "alphas_"

@@ -10,7 +10,6 @@ auxiliary logits), the per-epoch drop-path setting and the per-epoch checkpoint 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from torch import nn
 from edgenas.darts.eval_model import EvalNetwork, count_params
 from edgenas.darts.genotypes import Genotype
 from edgenas.errors import UserError
+from edgenas.util.atomic import torch_save_atomic, write_atomic
 
 
 @dataclass(frozen=True)
@@ -99,9 +99,8 @@ def train_genotype(
         history.append({"epoch": epoch + 1, "train_loss": stats.train_loss,
                         "train_accuracy": stats.train_accuracy, "test_accuracy": accuracy,
                         "test_loss": loss})
-        tmp = out / "model.pt.tmp"
-        torch.save({"genotype": str(genotype), "epoch": epoch + 1, "model": net.state_dict()}, tmp)
-        os.replace(tmp, out / "model.pt")
+        torch_save_atomic({"genotype": str(genotype), "epoch": epoch + 1, "model": net.state_dict()},
+                          out / "model.pt")
 
     stats = train(model, loader, loop, loss_fn=auxiliary_loss(config.auxiliary_weight),
                   epoch_callback=set_drop_path, epoch_end_callback=end_of_epoch, progress=progress,
@@ -112,7 +111,5 @@ def train_genotype(
         "test_accuracy": history[-1]["test_accuracy"] if history else None,
         "images_per_second": stats.images_per_second,
     }
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2))
-    os.replace(tmp, out / "metrics.json")
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     return metrics

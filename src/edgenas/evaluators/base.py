@@ -7,8 +7,14 @@ gone, any exception) is a result with `status="failed"` and its reason, never a 
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from edgenas.search.executors import Executor
+    from edgenas.spaces.base import SearchSpace
 
 
 @dataclass
@@ -37,3 +43,29 @@ class Evaluator(Protocol):
     """Anything that scores an architecture. Must not raise for a bad candidate: return failed."""
 
     def evaluate(self, arch: str) -> TrialResult: ...
+
+
+class EvaluatorSetup(NamedTuple):
+    """What one kind of evaluator makes of a parsed command line, built once per search.
+
+    `space` is the space the strategy samples, the evaluator scores and the latency estimator
+    measures (one object for all three); `config` identifies the run (compared on resume);
+    `make_evaluator(executor)` builds the evaluator, its latency coming from
+    `executor.latency_service` so that parallel trials never share the device.
+    """
+
+    space: SearchSpace
+    config: dict[str, Any]
+    make_evaluator: Callable[[Executor], Evaluator]
+
+
+@dataclass(frozen=True)
+class EvaluatorKind:
+    """How `edgenas search --space NAME` is scored: its own flags, and the set-up from them.
+
+    `add_options(parser)` adds flags that no other kind and no common search flag uses (see
+    `edgenas.cli.search`); `setup(args)` checks them (UserError for bad ones) before any write.
+    """
+
+    add_options: Callable[[argparse.ArgumentParser], None]
+    setup: Callable[[argparse.Namespace], EvaluatorSetup]

@@ -13,6 +13,7 @@ Three files, row i = architecture index i, are expected in the data directory (s
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgenas.errors import UserError
-from edgenas.evaluators.base import TrialResult
+from edgenas.evaluators.base import EvaluatorSetup, TrialResult
 from edgenas.spaces.nb201 import NB201Space
 
 TEST_FILE = "nats_bench.csv"
@@ -187,31 +188,16 @@ class NB201Evaluator:
 
 
 # ---- `edgenas search --space nb201` ------------------------------------------------------------
-def _add_options(parser) -> None:
-    parser.add_argument(
-        "--dataset", default=None,
-        help=f"nb201: which table columns to search on ({', '.join(DATASETS)}; default cifar10)",
-    )
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """None of its own: nb201 reads the search's --dataset (table columns), --device (latency
+    column) and --data-dir (the tables' folder)."""
 
 
-def _settings(args) -> dict[str, str]:
-    return {"dataset": args.dataset or "cifar10", "device": args.device or "pixel3"}
-
-
-def _make_evaluator(args, space, executor=None) -> NB201Evaluator:
-    settings = _settings(args)
-    if settings["dataset"] not in DATASETS:
-        raise UserError(f"unknown NAS-Bench-201 dataset '{settings['dataset']}'; choose one of {', '.join(DATASETS)}")
+def setup(args: argparse.Namespace) -> EvaluatorSetup:
+    """The tables are read (and checked) now, before the run directory is touched."""
+    dataset, device = args.dataset or "cifar10", args.device or "pixel3"
+    if dataset not in DATASETS:
+        raise UserError(f"unknown NAS-Bench-201 dataset '{dataset}'; choose one of {', '.join(DATASETS)}")
     tables = load_tables(args.data_dir or default_data_dir())
-    return NB201Evaluator(tables, **settings)
-
-
-def _register() -> None:
-    from edgenas.search.loop import EvaluatorPlugin, register_evaluator
-
-    register_evaluator(
-        EvaluatorPlugin("nb201", make=_make_evaluator, add_options=_add_options, config=_settings)
-    )
-
-
-_register()
+    evaluator = NB201Evaluator(tables, dataset, device)
+    return EvaluatorSetup(evaluator.space, {"dataset": dataset, "device": device}, lambda _executor: evaluator)

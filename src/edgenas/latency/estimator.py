@@ -1,56 +1,49 @@
-"""`make_latency_estimator`: what a search calls for the latency of each candidate.
+"""`make_latency_estimator(space, settings)`: what a search calls for the latency of each candidate.
 
 `latency(arch) -> Measurement` measures (mode "measure": cache first, else a fresh pinned
 measurement with the interleaved reference, then stored) or predicts from the per-layer LUT
 (mode "lut": missing layers are timed on first use, and the correction is calibrated on a few
-end-to-end measurements the first time). Every failure is a `LatencyError`, which the evaluator
-records as a failed trial.
+end-to-end measurements the first time). `arch` may be the string or the blocks the space
+already decoded from it (`MnasSpace.decode`), so a trial decodes its string once. Every failure is
+a `LatencyError`, which the evaluator records as a failed trial.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from edgenas.errors import UserError
 from edgenas.latency.backends import get_backend
 from edgenas.latency.cache import LatencyCache, Where
 from edgenas.latency.errors import LatencyError
-from edgenas.latency.lut import PASSES_PER_LAYER, LatencyLUT, accuracy_report
+from edgenas.latency.lut import LatencyLUT, accuracy_report, network_like_order
 from edgenas.latency.measurement import Measurement
-from edgenas.latency.protocol import Measurer, Protocol
-from edgenas.spaces import SearchSpace, get_space
+from edgenas.latency.protocol import Measurer
+from edgenas.latency.settings import LatencySettings
+from edgenas.spaces import SearchSpace
+from edgenas.spaces.blockstrings import BlockArgs, encode_arch
 from edgenas.spaces.mobilenet import NetworkConfig, build_network
 
-MODES = ("measure", "lut")
-# Networks measured end to end to fit the LUT's correction. Why 24, not 12: with 12, which 12 were
-# drawn decided the LUT's accuracy. Refitted on 100 random draws of a run's measured networks
-# (benchmarks/latency_lut_calibration.py, two runs), the first version (four terms on 12) put
-# 95.6 / 94.7 % of the rest within +-10 % on average and 63 / 48 % in the worst draw; the
-# correction now, on 24, 97.9 / 97.6 % and 95.5 / 90 %. It costs ~40-80 s more per LUT build.
-DEFAULT_CALIBRATION_ARCHS = 24
+Arch = str | Sequence[BlockArgs]
 
 
 class LatencyEstimator:
     """Latency of architectures of one space, on one backend, through the cache or the LUT."""
 
-    def __init__(self, space: SearchSpace, measurer: Measurer, cache: LatencyCache, mode: str = "measure",
-                 reference: str | None = "network", calibration_archs: int = DEFAULT_CALIBRATION_ARCHS, seed: int = 0,
-                 lut_reference: str = "network", layer_passes: int = PASSES_PER_LAYER) -> None:
-        if mode not in MODES:
-            raise LatencyError(f"unknown latency mode '{mode}'; use one of {', '.join(MODES)}")
+    def __init__(self, space: SearchSpace, measurer: Measurer, cache: LatencyCache,
+                 settings: LatencySettings | None = None, seed: int = 0) -> None:
         config = getattr(space, "config", None)
-        if config is None or not hasattr(config, "network"):
+        if config is None or not hasattr(config, "network") or not hasattr(space, "parse"):
             raise LatencyError(f"latency needs a space of mobile networks (mnas); '{space.name}' is not one")
         self.space = space
         self.measurer = measurer
         self.cache = cache
-        self.mode = mode
-        self.reference = reference
-        self.calibration_archs = calibration_archs
-        self.lut_reference = lut_reference
-        self.layer_passes = layer_passes
+        self.settings = settings or LatencySettings()
+        self.mode = self.settings.mode
+        self.reference = self.settings.reference
+        self.calibration_archs = self.settings.calibration_archs
         self.seed = seed
         self.resolution = int(config.resolution)
         self.network = config.network
@@ -66,11 +59,15 @@ class LatencyEstimator:
         """Cache key part of end-to-end measurements (see LatencyCache)."""
         return measurement_where(self.measurer, self.network, self.reference)
 
-    def latency(self, arch: str) -> Measurement:
+    def blocks(self, arch: Arch) -> list[BlockArgs]:
+        """The space's blocks of `arch`: decoded and checked if a string, as given if decoded already."""
+        return self.space.parse(arch) if isinstance(arch, str) else list(arch)
+
+    def latency(self, arch: Arch) -> Measurement:
         """The latency of `arch` (a Measurement; `latency_ms` is the figure to rank by)."""
         try:
             if self.mode == "lut":
-                return self.lut.prediction(self.space.canonical(arch))
+                return self.lut.prediction(self.blocks(arch))
             return self.measure(arch)
         except LatencyError:
             raise
@@ -79,9 +76,9 @@ class LatencyEstimator:
         except Exception as error:  # noqa: BLE001 - a search records it, it must not crash
             raise LatencyError(f"latency of '{arch}' failed: {type(error).__name__}: {error}") from error
 
-    def measure(self, arch: str, use_cache: bool = True) -> Measurement:
+    def measure(self, arch: Arch, use_cache: bool = True) -> Measurement:
         """End to end: from the cache if this exact setting was measured before, else measured now."""
-        return measure_arch(self.space.canonical(arch), self.measurer, self.cache, self.network,
+        return measure_arch(self.blocks(arch), self.measurer, self.cache, self.network,
                             self.resolution, self.reference, use_cache)
 
     @property
@@ -96,7 +93,7 @@ class LatencyEstimator:
     def make_lut(self) -> LatencyLUT:
         """A LUT object over this estimator's cache, backend and network configuration."""
         return LatencyLUT(self.measurer, self.cache, self.network, self.resolution, self.space.name,
-                          reference=self.lut_reference, passes_per_layer=self.layer_passes)
+                          reference=self.settings.lut_reference, passes_per_layer=self.settings.layer_passes)
 
     def calibration_sample(self, n: int) -> list[str]:
         """`n` architectures for the LUT's correction, from a seed stream apart from validation's."""
@@ -111,9 +108,15 @@ class LatencyEstimator:
         return self._lut.calibrate(archs, measured)
 
     def validation_sample(self, n: int, seed: int = 1) -> list[str]:
-        """`n` distinct random architectures, none of them used for the LUT's calibration."""
+        """`n` distinct random architectures, none of those the stored correction was fitted on.
+
+        The exclusion reads the networks stored with the LUT's correction, not a list recomputed
+        from today's calibration count: a LUT calibrated on 24 networks and validated with
+        `--calibration 12` must still not be judged on the other 12 it was fitted on.
+        """
         rng = random.Random(f"validation-{seed}")
-        held_out = set(self.calibration_sample(self.calibration_archs))
+        stored = self.lut.correction or {}
+        held_out = set(stored.get("archs") or self.calibration_sample(self.calibration_archs))
         archs: list[str] = []
         for _ in range(100 * n):
             if len(archs) == n:
@@ -132,7 +135,9 @@ class LatencyEstimator:
             raise LatencyError(f"validation needs at least 2 architectures, got {n}")
         lut = self.lut
         archs = self.validation_sample(n, seed)
-        lut.fill(spec for arch in archs for spec in lut.layers(arch))
+        # Missing layers are timed dealt like any other networks' (as the full build does), not in
+        # passes cut from these very networks: that would imitate the network being predicted.
+        lut.fill(network_like_order(lut.missing(spec for arch in archs for spec in lut.layers(arch))))
         measured, predicted = [], []
         for arch in archs:
             measured.append(self.measure(arch).latency_ms)
@@ -160,16 +165,18 @@ def measurement_where(measurer: Measurer, network: NetworkConfig, reference: str
     return Where(base.backend, base.device, base.runtime, setting)
 
 
-def measure_arch(arch: str, measurer: Measurer, cache: LatencyCache | None, network: NetworkConfig,
+def measure_arch(arch: Arch, measurer: Measurer, cache: LatencyCache | None, network: NetworkConfig,
                  resolution: int, reference: str | None = "network", use_cache: bool = True) -> Measurement:
-    """Measure the network of an architecture string end to end, through the cache."""
+    """Measure the network of an architecture (string or decoded blocks) end to end, through the cache."""
+    blocks = arch if isinstance(arch, str) else list(arch)
+    arch = arch if isinstance(arch, str) else encode_arch(blocks)
     where = measurement_where(measurer, network, reference)
     if use_cache and cache is not None:
         cached = cache.get(arch, resolution, where)
         if cached is not None:
             cached.source = "cache"
             return cached
-    model = build_network(arch, network, resolution)
+    model = build_network(blocks, network, resolution)
     shape = (1, network.in_channels, resolution, resolution)
     measurement = measurer.measure(model, shape, arch, reference=reference)
     if cache is not None:
@@ -177,42 +184,14 @@ def measure_arch(arch: str, measurer: Measurer, cache: LatencyCache | None, netw
     return measurement
 
 
-def make_latency_estimator(
-    space: SearchSpace | str,
-    backend: str = "onnxruntime",
-    mode: str = "measure",
-    cache_path: str | None = None,
-    resolution: int | None = None,
-    runs: int = 50,
-    warmup: int = 10,
-    threads: int = 1,
-    reference: str | None = "network",
-    calibration_archs: int = DEFAULT_CALIBRATION_ARCHS,
-    backend_options: dict[str, Any] | None = None,
-    protocol: Protocol | None = None,
-    lut_reference: str = "network",
-    layer_passes: int = PASSES_PER_LAYER,
-    **space_config: Any,
-) -> LatencyEstimator:
-    """An estimator for `space` (an object, or a name built with `resolution` and `space_config`).
+def make_latency_estimator(space: SearchSpace, settings: LatencySettings | None = None) -> LatencyEstimator:
+    """An estimator for `space` (an mnas space, built at its resolution) with these settings.
 
-    `backend_options` go to the backend (adb: serial, core_mask; ssh: host, python, remote_dir).
-    `lut_reference` is what LUT layers are timed against, once per pass: "network" (MobileNetV2 at
-    the network's input, the default) or "layer" (one small MBConv layer: a shorter pass, warmer
-    caches; where the device only times one model per call, ~15x cheaper to build).
-    The cache is `cache_path`, else $EDGENAS_CACHE_DIR/latency.sqlite, else
-    ~/.cache/edgenas/latency.sqlite.
+    A module-level function of picklable arguments, so `functools.partial(make_latency_estimator,
+    space, settings)` is the factory a Ray latency actor builds its own estimator from, on the
+    device it owns.
     """
-    if isinstance(space, str):
-        if resolution is not None:
-            space_config["resolution"] = resolution
-        space = get_space(space, **space_config)
-    elif resolution is not None and getattr(space.config, "resolution", resolution) != resolution:
-        raise LatencyError(f"resolution {resolution} differs from the space's {space.config.resolution}; "
-                           "build the space at that resolution")
-    chosen = get_backend(backend, **(backend_options or {}))
-    protocol = protocol or Protocol(warmup=warmup, runs=runs, threads=threads)
-    measurer = Measurer(chosen, protocol, cache := LatencyCache(cache_path))
-    return LatencyEstimator(space, measurer, cache, mode=mode, reference=reference,
-                            calibration_archs=calibration_archs, lut_reference=lut_reference,
-                            layer_passes=layer_passes)
+    settings = settings or LatencySettings()
+    backend = get_backend(settings.backend, **settings.backend_options())
+    cache = LatencyCache(settings.cache)
+    return LatencyEstimator(space, Measurer(backend, settings.protocol, cache), cache, settings)

@@ -10,14 +10,14 @@ identity skip that shapes forbid is no skip) plus its input channels, e.g.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from edgenas.blocks import ConvBnAct
 from edgenas.spaces.blockstrings import BlockArgs, decode_arch
-from edgenas.spaces.mobilenet import NetworkConfig, make_layer
+from edgenas.spaces.mobilenet import NetworkConfig, make_layer, walk_layers
 
 
 def conv_size(size: int, stride: int) -> int:
@@ -74,14 +74,9 @@ class PooledClassifier(nn.Module):
         return self.classifier(x.mean((2, 3)))
 
 
-def _effective_skip(args: BlockArgs, in_channels: int, stride: int) -> str:
-    if args.skip == "identity" and (stride != 1 or in_channels != args.out_channels):
-        return "none"
-    return args.skip
-
-
 def network_layers(arch: str | list[BlockArgs], config: NetworkConfig, resolution: int) -> list[LayerSpec]:
-    """Every layer of the network `arch` at `resolution`, in order, with the shape it receives."""
+    """Every layer of the network `arch` at `resolution`, in order, with the shape it receives
+    (the builder's own walk over the stages, `walk_layers`, plus the sizes it leaves implicit)."""
     blocks = decode_arch(arch) if isinstance(arch, str) else list(arch)
     size = resolution
     stem = BlockArgs("cn", 1, 3, config.stem_stride, config.stem_channels)
@@ -89,13 +84,11 @@ def network_layers(arch: str | list[BlockArgs], config: NetworkConfig, resolutio
                         (1, config.in_channels, size, size), stem)]
     size = conv_size(size, config.stem_stride)
     channels = config.stem_channels
-    for block in blocks:
-        for index in range(block.repeats):
-            stride = block.stride if index == 0 else 1
-            args = replace(block, repeats=1, stride=stride, skip=_effective_skip(block, channels, stride))
-            layers.append(LayerSpec("layer", channels, block.out_channels, (1, channels, size, size), args))
-            size = conv_size(size, stride)
-            channels = block.out_channels
+    for layer in walk_layers(blocks, config):
+        channels = layer.in_channels
+        layers.append(LayerSpec("layer", channels, layer.args.out_channels, (1, channels, size, size), layer.args))
+        size = conv_size(size, layer.args.stride)
+        channels = layer.args.out_channels
     layers.append(LayerSpec("head", channels, config.head_channels, (1, channels, size, size)))
     layers.append(LayerSpec("classifier", config.head_channels, config.num_classes,
                             (1, config.head_channels, size, size)))

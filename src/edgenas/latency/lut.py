@@ -8,8 +8,8 @@ layer runs from warm caches and the sums predicted networks worse (88 % of 25 he
 within +-10 % against 100 % in passes, `benchmarks/latency_lut_timing.py`; the old scheme, one
 layer alternated with a whole reference run at a time, also took ~25x longer to build). Entries are stored calibrated (ratio to the
 reference run of the same pass x the reference's baseline), so entries timed on a quiet minute
-and on a busy one agree as far as a ratio can make them; each is the mean of PASSES_PER_LAYER
-passes in separate processes. Backends that time one model per call
+and on a busy one agree as far as a ratio can make them; each is the mean of `passes_per_layer`
+passes in separate processes (`LatencySettings.layer_passes`). Backends that time one model per call
 (adb's benchmark_model) time layers alone; the LUT's key says which (`timing=`).
 
 Why a correction: a layer timed alone pays what a network pays once: the runtime's call overhead
@@ -44,17 +44,12 @@ from edgenas.latency.errors import LatencyError
 from edgenas.latency.layers import LayerSpec, conv_size, network_layers
 from edgenas.latency.measurement import Measurement
 from edgenas.latency.protocol import Entry, Measurer
+from edgenas.latency.settings import DEFAULT_LAYER_PASSES
 from edgenas.spaces.blockstrings import BlockArgs
 from edgenas.spaces.mnas import MnasSpace, op_to_block
 from edgenas.spaces.mobilenet import NetworkConfig
 
 CHUNK = 24  # layers per measuring process and pass (about one network's worth); stored chunk by chunk
-# Each layer is timed in this many passes (every other one in reverse order, so with other
-# neighbours) and stored as the mean. Why 2: re-timing a network's layers in another pass moved
-# their sum by 2-5 %; against the same 100 end-to-end measurements, two passes cut the spread of
-# the LUT's errors from 4.5 % to 3.5 % (tau 0.914 -> 0.937), for twice the timing runs
-# (docs/bench/latency.md). `edgenas latency lut build --layer-passes 1` builds as before.
-PASSES_PER_LAYER = 2
 FULL_CORRECTION_ARCHS = 20  # fewer calibration networks fit only `a * sum + b` (see fit_correction)
 
 
@@ -62,7 +57,7 @@ class LatencyLUT:
     """Layer latencies for one backend, device and network configuration, with its correction."""
 
     def __init__(self, measurer: Measurer, cache: LatencyCache, config: NetworkConfig, resolution: int,
-                 name: str = "mnas", reference: str = "network", passes_per_layer: int = PASSES_PER_LAYER) -> None:
+                 name: str = "mnas", reference: str = "network", passes_per_layer: int = DEFAULT_LAYER_PASSES) -> None:
         if passes_per_layer < 1:
             raise LatencyError(f"each layer needs at least one timing pass, got {passes_per_layer}")
         self.passes_per_layer = passes_per_layer

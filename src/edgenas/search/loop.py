@@ -10,115 +10,26 @@ has already seen, it is told the stored result again at no cost, as MnasNet re-u
 of repeated samples; a strategy that proposes only known architectures `max_repeats` times in a
 row has converged, and the search stops early, saying so.
 
-Evaluators for the `edgenas search` command are found by space name through
-`register_evaluator`, so another module can add one (a proxy-training evaluator for `mnas`, say)
-without touching this loop.
+Where the trials are written is a `TrialLog`: the SQLite `Store` of a run directory, or the
+in-memory `MemoryLog` when no store is given (benchmarks running thousands of searches).
 """
 
 from __future__ import annotations
 
-import argparse
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgenas.errors import UserError
-from edgenas.evaluators.base import Evaluator, TrialResult
+from edgenas.evaluators.base import Evaluator
 from edgenas.search.executors import Executor, InProcessExecutor
+from edgenas.search.memory import MemoryLog
 from edgenas.search.objectives import Objective
+from edgenas.search.trials import TrialLog, TrialRecord, best_trial
 from edgenas.spaces.base import SearchSpace
-from edgenas.search.store import Store, TrialRecord, best_trial
 from edgenas.strategies.base import Strategy
 
 Progress = Callable[[int, int, TrialRecord | None], None]
-
-
-# ---- the evaluator registry (used by `edgenas search`) ------------------------------------------
-@dataclass(frozen=True)
-class EvaluatorPlugin:
-    """How `edgenas search --space NAME` gets its evaluator.
-
-    `make(args, space, executor)` builds the evaluator from the parsed CLI options (raise
-    UserError for bad ones); an evaluator that measures latency gets its estimator from
-    `executor.latency_service(factory)`, so that parallel trials never share the device;
-    `add_options(parser)` adds the plugin's own flags to `edgenas search` (they must not clash
-    with the common ones, see `docs/search.md`); `config(args)` returns the settings that
-    identify a run (compared on resume); `make_space(args)` builds the space when it needs
-    options (default: `get_space(NAME)`).
-    """
-
-    space: str
-    make: Callable[[argparse.Namespace, SearchSpace, Executor], Evaluator]
-    add_options: Callable[[argparse.ArgumentParser], None] | None = None
-    config: Callable[[argparse.Namespace], dict[str, Any]] | None = None
-    make_space: Callable[[argparse.Namespace], SearchSpace] | None = None
-
-
-_EVALUATORS: dict[str, EvaluatorPlugin] = {}
-
-
-def register_evaluator(plugin: EvaluatorPlugin) -> None:
-    _EVALUATORS[plugin.space] = plugin
-
-
-def evaluator_plugins() -> dict[str, EvaluatorPlugin]:
-    return dict(_EVALUATORS)
-
-
-def get_evaluator_plugin(space: str) -> EvaluatorPlugin:
-    try:
-        return _EVALUATORS[space]
-    except KeyError:
-        names = ", ".join(sorted(_EVALUATORS)) or "none registered"
-        raise UserError(f"no evaluator for space '{space}'; spaces with one: {names}") from None
-
-
-class DelayedEvaluator:
-    """Sleeps before each evaluation. For tests only: it lets a `kill -9` land mid-search on a
-    table lookup that would otherwise finish in microseconds. The result is the real one."""
-
-    def __init__(self, evaluator: Evaluator, seconds: float) -> None:
-        self.evaluator = evaluator
-        self.seconds = seconds
-
-    def evaluate(self, arch: str) -> TrialResult:
-        time.sleep(self.seconds)
-        return self.evaluator.evaluate(arch)
-
-
-# ---- the loop -----------------------------------------------------------------------------------
-class MemoryLog:
-    """The store's bookkeeping without a file, for benchmarks that run thousands of searches."""
-
-    def __init__(self) -> None:
-        self.records: dict[int, TrialRecord] = {}
-
-    def begin_trial(self, arch: str, seed: int | None, checkpoint: Any = None) -> int:
-        trial_id = len(self.records) + 1
-        self.records[trial_id] = TrialRecord(trial_id, arch, "running", seed=seed, started=time.time())
-        return trial_id
-
-    def restart_trial(self, trial_id: int) -> None:
-        self.records[trial_id].started = time.time()
-
-    def finish_trial(self, trial_id: int, result: TrialResult, reward: float | None, seconds: float, checkpoint: Any = None) -> None:
-        record = self.records[trial_id]
-        if record.status != "running":
-            raise RuntimeError(f"trial {trial_id} is not running; refusing to record it twice")
-        record.status = "ok" if result.ok else "failed"
-        record.accuracy, record.latency_ms, record.reward = result.accuracy, result.latency_ms, reward
-        record.metrics, record.error = dict(result.metrics), result.error
-        record.finished, record.seconds = time.time(), seconds
-
-    def trials(self, status: str | None = None) -> list[TrialRecord]:
-        return [r for r in self.records.values() if status is None or r.status == status]
-
-    def load_checkpoint(self) -> None:
-        return None
-
-    def set_status(self, status: str, note: str | None = None) -> None:
-        pass
 
 
 @dataclass
@@ -146,7 +57,7 @@ def run_search(
     objective: Objective,
     budget: int,
     *,
-    store: Store | None = None,
+    store: TrialLog | None = None,
     executor: Executor | None = None,
     seed: int | None = None,
     progress: Progress | None = None,
@@ -160,7 +71,7 @@ def run_search(
     """
     if budget < 1:
         raise UserError(f"--budget must be at least 1, got {budget}")
-    log: Store | MemoryLog = store if store is not None else MemoryLog()
+    log: TrialLog = store if store is not None else MemoryLog()
     executor = executor or InProcessExecutor()
     persist = store is not None
 

@@ -20,7 +20,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ import torch
 
 from edgenas.errors import UserError
 from edgenas.evaluators.base import TrialResult
-from edgenas.search.objectives import pareto_front
+from edgenas.search.trials import TrialRecord, best_trial, pareto_trials
 
 STORE_NAME = "store.sqlite"
 FORMAT = "edgenas-store"
@@ -69,31 +68,6 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 """
 _TABLES = {"meta", "experiments", "trials", "checkpoints"}
-
-
-@dataclass
-class TrialRecord:
-    """One row of `trials`, as the report and the search loop read it."""
-
-    id: int
-    arch: str
-    status: str
-    accuracy: float | None = None
-    latency_ms: float | None = None
-    reward: float | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    seed: int | None = None
-    started: float | None = None
-    finished: float | None = None
-    seconds: float | None = None
-
-    @property
-    def result(self) -> TrialResult:
-        return TrialResult(self.status, self.accuracy, self.latency_ms, self.error, dict(self.metrics))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -278,10 +252,13 @@ class Store:
         """Record a proposed architecture as running, with the strategy state that proposed it."""
         now = time.time()
         with _transaction(self._db):
-            trial_id = self._db.execute(
-                "INSERT INTO trials (experiment_id, arch, status, seed, started) VALUES (?, ?, 'running', ?, ?)",
-                (self.experiment_id, arch, seed, now),
-            ).lastrowid
+            try:
+                trial_id = self._db.execute(
+                    "INSERT INTO trials (experiment_id, arch, status, seed, started) VALUES (?, ?, 'running', ?, ?)",
+                    (self.experiment_id, arch, seed, now),
+                ).lastrowid
+            except sqlite3.IntegrityError:
+                raise ValueError(f"architecture {arch!r} is already a trial of this run") from None
             self._save_checkpoint(checkpoint, now)
         return int(trial_id)
 
@@ -359,16 +336,6 @@ class Store:
     def pareto(self) -> list[TrialRecord]:
         """Completed trials on the accuracy/latency Pareto front, fastest first."""
         return pareto_trials(self.trials("ok"))
-
-
-def best_trial(trials: list[TrialRecord]) -> TrialRecord | None:
-    scored = [t for t in trials if t.status == "ok" and t.reward is not None]
-    return max(scored, key=lambda t: (t.reward, -t.id)) if scored else None
-
-
-def pareto_trials(trials: list[TrialRecord]) -> list[TrialRecord]:
-    measured = [t for t in trials if t.status == "ok" and t.accuracy is not None and t.latency_ms is not None]
-    return pareto_front(measured, accuracy=lambda t: t.accuracy, latency=lambda t: t.latency_ms)
 
 
 @contextmanager

@@ -59,6 +59,12 @@ class SearchSpace(ABC):
     def sample(self, rng: random.Random) -> str:
         return self.arch_from_indices(self.sample_indices(rng))
 
+    def decode(self, arch: str) -> Any:
+        """`arch` in the form `build` takes: spaces that decode a string into something richer
+        return that (and `build` accepts it), so a trial decodes its string once. No check that
+        it lies in the space (`indices_from_arch` checks that); the string itself by default."""
+        return arch
+
     def canonical(self, arch: str) -> str:
         """The space's own spelling of an architecture (so equal networks compare equal)."""
         return self.arch_from_indices(self.indices_from_arch(arch))

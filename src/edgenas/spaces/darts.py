@@ -16,7 +16,6 @@ from edgenas.darts.eval_model import EvalNetwork
 from edgenas.darts.genotypes import Genotype
 from edgenas.darts.ops import PRIMITIVES
 from edgenas.errors import UserError
-from edgenas.spaces import register_space
 from edgenas.spaces.base import Decision, SearchSpace
 
 OPS: tuple[str, ...] = tuple(p for p in PRIMITIVES if p != "none")
@@ -83,5 +82,3 @@ class DartsSpace(SearchSpace):
         summary.update(steps=self.steps, network=dict(self.network))
         return summary
 
-
-register_space("darts", DartsSpace)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 from edgenas.blocks import make_divisible
 from edgenas.blocks.core import SKIP_KINDS
 from edgenas.errors import UserError
-from edgenas.spaces import register_space
 from edgenas.spaces.base import Decision, SearchSpace
 from edgenas.spaces.blockstrings import BlockArgs, decode_arch, encode_arch
 from edgenas.spaces.mobilenet import MobileNet, NetworkConfig, build_network, check_resolution
@@ -161,6 +160,9 @@ class MnasSpace(SearchSpace):
         return self._decisions[6 * block : 6 * block + 6]
 
     def arch_from_indices(self, indices: Sequence[int]) -> str:
+        return encode_arch(self.blocks_from_indices(indices))
+
+    def blocks_from_indices(self, indices: Sequence[int]) -> list[BlockArgs]:
         self.check_indices(indices)
         blocks = []
         for i, base in enumerate(self.config.base_stages):
@@ -179,10 +181,22 @@ class MnasSpace(SearchSpace):
                     skip=skip,
                 )
             )
-        return encode_arch(blocks)
+        return blocks
+
+    def decode(self, arch: str) -> list[BlockArgs]:
+        """The blocks of `arch` (what `build` and the latency estimator take), not checked
+        against the space's choices: a trial decodes its string once, here."""
+        return decode_arch(arch)
+
+    def parse(self, arch: str) -> list[BlockArgs]:
+        """The blocks of `arch`, checked to lie in this space (a UserError names the field that
+        does not), in the space's own spelling."""
+        return self.blocks_from_indices(self.indices_from_blocks(decode_arch(arch)))
 
     def indices_from_arch(self, arch: str) -> tuple[int, ...]:
-        blocks = decode_arch(arch)
+        return self.indices_from_blocks(decode_arch(arch))
+
+    def indices_from_blocks(self, blocks: Sequence[BlockArgs]) -> tuple[int, ...]:
         stages = self.config.base_stages
         if len(blocks) != len(stages):
             raise UserError(f"the mnas space has {len(stages)} blocks, the string has {len(blocks)}")
@@ -217,8 +231,10 @@ class MnasSpace(SearchSpace):
                 indices.append(decision.choices.index(value))
         return tuple(indices)
 
-    def build(self, arch: str) -> MobileNet:
-        return build_network(arch, self.config.network, self.config.resolution)
+    def build(self, arch: str | Sequence[BlockArgs]) -> MobileNet:
+        """The network of an architecture string, or of the blocks `parse` returned for it."""
+        return build_network(arch if isinstance(arch, str) else list(arch), self.config.network,
+                             self.config.resolution)
 
     def describe(self) -> dict:
         summary = super().describe()
@@ -234,7 +250,3 @@ def make_mnas_space(
     resolution: int = 224, num_classes: int = 1000, in_channels: int = 3, **choices
 ) -> MnasSpace:
     return MnasSpace(config_for(resolution, num_classes, in_channels, **choices))
-
-
-register_space("mnas", make_mnas_space)
-

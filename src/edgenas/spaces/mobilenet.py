@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -16,6 +17,7 @@ from edgenas.blocks import (
     RegularConv,
     make_skip,
 )
+from edgenas.blocks.core import effective_skip
 from edgenas.errors import UserError
 from edgenas.spaces.blockstrings import BlockArgs, decode_arch
 
@@ -40,6 +42,31 @@ class NetworkConfig:
             raise UserError(f"input channels must be at least 1, got {self.in_channels}")
         if self.stem_stride not in (1, 2):
             raise UserError(f"stem stride must be 1 or 2, got {self.stem_stride}")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a network as the builder makes it: its own block arguments (one repeat, the
+    stride it really has, the skip it really has), the stage it belongs to, its input channels."""
+
+    stage: int
+    args: BlockArgs
+    in_channels: int
+
+
+def walk_layers(blocks: Sequence[BlockArgs], config: NetworkConfig) -> Iterator[Layer]:
+    """Every layer of the stages, in order: only a stage's first layer strides and widens.
+
+    The one walk over a network's stages: `MobileNet` builds from it and the LUT lists the layers
+    it times from it, so the two can never disagree on which layer a string makes.
+    """
+    channels = config.stem_channels
+    for stage, block in enumerate(blocks):
+        for index in range(block.repeats):
+            stride = block.stride if index == 0 else 1
+            skip = effective_skip(block.skip, channels, block.out_channels, stride)
+            yield Layer(stage, replace(block, repeats=1, stride=stride, skip=skip), channels)
+            channels = block.out_channels
 
 
 def make_layer(args: BlockArgs, in_channels: int, stride: int, config: NetworkConfig) -> MobileBlock:
@@ -72,16 +99,12 @@ class MobileNet(nn.Module):
         self.stem = ConvBnAct(
             config.in_channels, config.stem_channels, 3, config.stem_stride, act=config.act, norm=config.norm
         )
-        stages = []
+        stages: list[list[nn.Module]] = [[] for _ in blocks]
         channels = config.stem_channels
-        for args in blocks:
-            layers = []
-            for index in range(args.repeats):
-                stride = args.stride if index == 0 else 1
-                layers.append(make_layer(args, channels, stride, config))
-                channels = args.out_channels
-            stages.append(nn.Sequential(*layers))
-        self.stages = nn.Sequential(*stages)
+        for layer in walk_layers(blocks, config):
+            stages[layer.stage].append(make_layer(layer.args, layer.in_channels, layer.args.stride, config))
+            channels = layer.args.out_channels
+        self.stages = nn.Sequential(*(nn.Sequential(*layers) for layers in stages))
         self.head = ConvBnAct(channels, config.head_channels, 1, act=config.act, norm=config.norm)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.head_channels, config.num_classes)

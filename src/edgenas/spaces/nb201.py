@@ -22,7 +22,6 @@ from torch import nn
 from edgenas.blocks import ConvBnAct, PoolBN, Zero
 from edgenas.blocks.core import CELL_NORM
 from edgenas.errors import UserError
-from edgenas.spaces import register_space
 from edgenas.spaces.base import Decision, SearchSpace
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -167,6 +166,3 @@ class NB201Space(SearchSpace):
         summary = super().describe()
         summary.update(channels=self.channels, cells_per_stage=self.cells_per_stage)
         return summary
-
-
-register_space("nb201", NB201Space)

@@ -1,10 +1,10 @@
 """Command-line flags for proxy training, shared by every command that proxy-trains.
 
-`edgenas data proxy` uses them today; a search plugin (`edgenas search --space mnas`) or the demo
-adds the same flags with `add_proxy_options(parser)` and turns them into a `ProxyConfig` with
-`proxy_config_from_args`. Flags default to None (so `edgenas search`'s first-declaration-wins
-sharing between plugins works) and are resolved here; names avoid the search's own flags
-(`--device` there is the latency device, hence `--train-device`).
+`edgenas data proxy` adds them all with `add_proxy_options(parser)`; `edgenas search --space mnas`
+adds `add_proxy_training_options` (the search declares `--dataset` itself, for every space) and
+both turn them into a `ProxyConfig` with `proxy_config_from_args`. Flags default to None and are
+resolved here, from DEFAULTS; names avoid the search's own flags (`--device` there is the
+latency device, hence `--train-device`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,13 @@ DEFAULTS: dict[str, Any] = {
 
 
 def add_proxy_options(parser: Any) -> None:
-    """Add the proxy-training flags (to a parser, or anything with its `add_argument`)."""
+    """Add `--dataset` and the proxy-training flags."""
     parser.add_argument("--dataset", default=None, help=f"{DATASET_HELP} (default digits)")
+    add_proxy_training_options(parser)
+
+
+def add_proxy_training_options(parser: Any) -> None:
+    """Add the proxy-training flags, all but `--dataset` (to a parser, or anything with its `add_argument`)."""
     parser.add_argument("--proxy-subset", type=int, default=None,
                         help="train-split images used for proxy training + validation (default all)")
     parser.add_argument("--proxy-steps", type=int, default=None,
@@ -48,7 +53,6 @@ def _get(args: argparse.Namespace, name: str) -> Any:
 
 def proxy_config_from_args(
     args: argparse.Namespace, *, dataset: ImageDataset | None = None, seed: int | None = None,
-    space: str = "mnas", space_options: dict[str, Any] | None = None,
 ) -> ProxyConfig:
     """A ProxyConfig from parsed flags. `dataset` (already loaded) picks the augmentation's size."""
     spec = _get(args, "dataset")
@@ -56,7 +60,7 @@ def proxy_config_from_args(
     data = dataset or load_dataset(spec, "train", data_dir)
     seed = getattr(args, "seed", 0) if seed is None else seed
     return ProxyConfig(
-        dataset=spec, data_dir=data_dir, space=space, space_options=dict(space_options or {}),
+        dataset=spec, data_dir=data_dir,
         subset=_get(args, "proxy_subset"), val_fraction=_get(args, "val_fraction"),
         train=TrainConfig(
             epochs=_get(args, "proxy_epochs"), max_steps=_get(args, "proxy_steps"),

@@ -4,8 +4,9 @@ MnasNet ranks candidates by a short training on a proxy task rather than by full
 what matters is that the *ranking* is stable and that a bad candidate costs one failed trial,
 never the search. So this evaluator:
 
-- builds the candidate with the search space's `build`, seeded, so the same arch + seed gives
-  the same accuracy on CPU (bit for bit);
+- is given its search space (the same object the strategy samples and the latency estimator
+  measures; it never builds one of its own), decodes each candidate once (`space.decode`) and
+  builds it from that, seeded, so the same arch + seed gives the same accuracy on CPU (bit for bit);
 - trains it on a seeded, class-stratified train part of a dataset subset and reports accuracy on
   the held-out part (never the dataset's test split, which stays for final reporting);
 - re-estimates BatchNorm statistics on training batches before validating: after a few hundred
@@ -16,8 +17,8 @@ never the search. So this evaluator:
 - turns NaN loss, out of memory, a latency failure or any exception into
   `TrialResult.failed(reason)`.
 
-It is constructible from a plain dict (`ProxyTrainingEvaluator.from_dict`) and picklable (the
-loaded data is dropped and re-read in the worker), so a Ray worker can build its own.
+It is constructible from a plain dict and its space (`ProxyTrainingEvaluator.from_dict`) and
+picklable (the loaded data is dropped and re-read in the worker), so a Ray worker can build its own.
 """
 
 from __future__ import annotations
@@ -34,14 +35,15 @@ from torch import nn
 from edgenas.data import Augment, BatchLoader, ImageDataset, load_dataset
 from edgenas.errors import UserError
 from edgenas.evaluators.base import TrialResult
-from edgenas.util.modelinfo import count_macs, count_params
+from edgenas.spaces.base import SearchSpace
 from edgenas.training.loop import TrainConfig, TrainingDiverged, evaluate, train
+from edgenas.util.modelinfo import count_macs, count_params
 
 
 class LatencySource(Protocol):
     """What the evaluator needs from the latency subsystem."""
 
-    def latency(self, arch: str) -> Any: ...  # returns an object with `median_ms`
+    def latency(self, arch: Any) -> Any: ...  # the space's decoded arch -> an object with `median_ms`
 
 
 @dataclass
@@ -50,8 +52,6 @@ class ProxyConfig:
 
     dataset: str = "digits"
     data_dir: str | None = None
-    space: str = "mnas"
-    space_options: dict[str, Any] = field(default_factory=dict)
     subset: int | None = None  # images drawn (class-balanced) from the train split; None = all
     val_fraction: float = 0.2  # held out from the subset for validation
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, batch_size=64, lr=0.05))
@@ -74,11 +74,10 @@ class ProxyConfig:
             raise UserError(f"subset must hold at least 2 images, got {self.subset}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values; `space_options` is passed through as given (the space reads it)."""
+        """Plain values (what a run records, and what `from_dict` reads back)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values["train"] = asdict(self.train)
         values["augment"] = asdict(self.augment)
-        values["space_options"] = dict(self.space_options)
         return values
 
     @classmethod
@@ -128,32 +127,35 @@ class ProxyTrainingEvaluator:
 
     def __init__(
         self,
-        config: ProxyConfig | None = None,
+        config: ProxyConfig,
+        space: SearchSpace,
         *,
         latency: LatencySource | None = None,
         dataset: ImageDataset | None = None,
         progress: bool = False,
     ) -> None:
-        """`dataset` (optional) replaces loading `config.dataset` (a caller that already holds it)."""
-        self.config = config or ProxyConfig()
+        """`space` must fit the data (resolution, channels, classes; `spaces.fitted_space` makes
+        one); `dataset` (optional) replaces loading `config.dataset` (a caller that holds it)."""
+        self.config = config
+        self.space = space
         self.latency_source = latency
         self.progress = progress
         self._given_dataset = dataset
         self._parts: tuple[ImageDataset, ImageDataset] | None = None
-        self._space = None
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], *, latency: LatencySource | None = None) -> ProxyTrainingEvaluator:
-        return cls(ProxyConfig.from_dict(values), latency=latency)
+    def from_dict(cls, values: dict[str, Any], space: SearchSpace, *,
+                  latency: LatencySource | None = None) -> ProxyTrainingEvaluator:
+        return cls(ProxyConfig.from_dict(values), space, latency=latency)
 
     def to_dict(self) -> dict[str, Any]:
         return self.config.to_dict()
 
-    # Pickling sends the settings and the collaborator, not tensors: the worker reloads the data.
+    # Pickling sends the settings, the space and the collaborator, not tensors: the worker reloads the data.
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_parts"] = None
-        state["_space"] = None
+        state["_given_dataset"] = None
         return state
 
     # ---- lazily prepared pieces -------------------------------------------------------------
@@ -167,24 +169,9 @@ class ProxyTrainingEvaluator:
             self._parts = data.split(1.0 - cfg.val_fraction, cfg.seed)
         return self._parts
 
-    @property
-    def space(self):
-        """The search space, fitted to the dataset's resolution, channels and classes."""
-        if self._space is None:
-            from edgenas.spaces import get_space, space_options
-
-            train_part, _ = self.parts()
-            c, h, _w = train_part.shape
-            derived = {"resolution": h, "num_classes": train_part.num_classes, "in_channels": c}
-            accepted = space_options(self.config.space)
-            options = {k: v for k, v in derived.items() if accepted is None or k in accepted}
-            options.update(self.config.space_options)
-            self._space = get_space(self.config.space, **options)
-        return self._space
-
     def prepare(self) -> None:
-        """Load the data and build the space now (raises UserError for bad settings)."""
-        _ = self.space
+        """Load and split the data now (raises UserError for bad settings)."""
+        self.parts()
 
     # ---- the evaluation ---------------------------------------------------------------------
     def evaluate(self, arch: str) -> TrialResult:
@@ -213,9 +200,9 @@ class ProxyTrainingEvaluator:
             torch.set_num_threads(cfg.threads)
         device = resolve_device(cfg.device)
         train_part, val_part = self.parts()
-        space = self.space
+        decoded = self.space.decode(arch)  # the one decoding of the string in this trial
         torch.manual_seed(cfg.seed)
-        model = space.build(arch)
+        model = self.space.build(decoded)
         c, h, w = train_part.shape
         metrics: dict[str, Any] = {
             "params": count_params(model),
@@ -223,7 +210,7 @@ class ProxyTrainingEvaluator:
         }
         latency_ms = None
         if self.latency_source is not None:
-            latency_ms = self._latency(arch, metrics)
+            latency_ms = self._latency(decoded, metrics)
             if isinstance(latency_ms, TrialResult):
                 return latency_ms
         loader = BatchLoader(train_part, cfg.train.batch_size, augment=cfg.augment, device=device,
@@ -251,10 +238,10 @@ class ProxyTrainingEvaluator:
         )
         return TrialResult(accuracy=accuracy, latency_ms=latency_ms, metrics=metrics)
 
-    def _latency(self, arch: str, metrics: dict[str, Any]) -> float | TrialResult:
+    def _latency(self, decoded: Any, metrics: dict[str, Any]) -> float | TrialResult:
         assert self.latency_source is not None
         try:
-            measured = self.latency_source.latency(arch)
+            measured = self.latency_source.latency(decoded)
             median = float(measured.median_ms)
         except Exception as error:  # noqa: BLE001 - a device failure is this trial's failure
             return TrialResult.failed(f"latency: {type(error).__name__}: {error}", **metrics)

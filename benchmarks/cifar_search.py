@@ -85,13 +85,13 @@ def main() -> int:
     search_wall, search_cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
 
     # The presets, trained and measured the same way (same evaluator settings, protocol, cache).
-    from edgenas.evaluators.mnas import setup_from_args
+    from edgenas.evaluators.mnas import setup
     from edgenas.latency.estimator import measure_arch
-    from edgenas.training.proxy import ProxyTrainingEvaluator
+    from edgenas.search.executors import InProcessExecutor
 
-    setup = setup_from_args(search_args)
-    estimator = setup.latency_factory()
-    evaluator = ProxyTrainingEvaluator(setup.proxy, dataset=setup.dataset)
+    _space, _config, make_evaluator = setup(search_args)
+    evaluator = make_evaluator(InProcessExecutor())
+    estimator = evaluator.latency_source
     baselines = []
     for name, arch in BASELINES.items():
         t0 = time.perf_counter()

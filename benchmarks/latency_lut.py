@@ -12,10 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from edgenas.cli.output import print_table
 from edgenas.latency import make_latency_estimator
+from edgenas.latency.protocol import Protocol
+from edgenas.latency.settings import LatencySettings
+from edgenas.spaces import get_space
 
 
 def main() -> None:
@@ -29,9 +33,10 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the full report here")
     args = parser.parse_args()
 
-    estimator = make_latency_estimator("mnas", backend=args.backend, mode="lut", cache_path=args.cache,
-                                       resolution=args.resolution, runs=args.runs,
-                                       lut_reference=args.lut_reference)
+    space = get_space("mnas", resolution=args.resolution)
+    settings = LatencySettings(backend=args.backend, mode="lut", cache=args.cache, lut_reference=args.lut_reference,
+                               protocol=replace(Protocol(), runs=args.runs))
+    estimator = make_latency_estimator(space, settings)
     started = time.perf_counter()
     done = []
     report = estimator.validate(args.n, progress=lambda arch: done.append(arch) or print(

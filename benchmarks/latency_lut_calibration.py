@@ -20,6 +20,8 @@ import numpy as np
 
 from edgenas.cli.output import print_table
 from edgenas.latency import make_latency_estimator
+from edgenas.latency.settings import LatencySettings
+from edgenas.spaces import get_space
 
 # Columns of LatencyLUT.features ([layer sum, layers, input activations]) each form fits, plus b.
 FORMS = {
@@ -40,8 +42,8 @@ def main() -> None:
     args = parser.parse_args()
 
     report = json.loads(open(args.report).read())
-    estimator = make_latency_estimator("mnas", backend=args.backend, mode="lut", cache_path=args.cache,
-                                       resolution=args.resolution)
+    estimator = make_latency_estimator(get_space("mnas", resolution=args.resolution),
+                                       LatencySettings(backend=args.backend, mode="lut", cache=args.cache))
     correction = estimator.lut.correction
     archs = list(correction["archs"]) + [pair["arch"] for pair in report["pairs"]]
     measured = np.array(list(correction["measured_ms"]) + [pair["measured_ms"] for pair in report["pairs"]])

@@ -116,3 +116,45 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, extra, messa
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("mode", ["measure", "lut"])
+def test_a_trial_decodes_its_architecture_string_once(tmp_path, monkeypatch, mode):
+    """From the evaluator to a latency number (measured, or predicted by the LUT) the string is
+    decoded once: every block token goes through `decode_block` exactly one time."""
+    import argparse
+    import random
+
+    from edgenas.evaluators.mnas import setup
+    from edgenas.latency.estimator import make_latency_estimator
+    from edgenas.latency.reference import network_reference
+    from edgenas.latency.settings import LatencySettings
+    from edgenas.search.executors import InProcessExecutor
+    from edgenas.spaces import blockstrings
+    from latency_helpers import FAST
+
+    args = argparse.Namespace(dataset="digits", data_dir=None, device=None, space_preset="demo", seed=0,
+                              space_option=["stages=c8_r1_s2,c16_r1_s2", "ops=dsconv,mbconv3"],
+                              proxy_subset=200, proxy_steps=2, latency_mode=mode,
+                              latency_cache=str(tmp_path / "lat.sqlite"))
+    space, _config, make_evaluator = setup(args)
+    settings = LatencySettings(mode=mode, protocol=FAST, calibration_archs=2, cache=args.latency_cache)
+
+    class FastLatency(InProcessExecutor):
+        """The search's own estimator, on the quick test protocol (the extension point a Ray executor uses)."""
+
+        def latency_service(self, make_estimator):
+            return make_latency_estimator(space, settings)
+
+    evaluator = make_evaluator(FastLatency())
+    if mode == "lut":
+        _ = evaluator.latency_source.lut  # calibrated before counting (it measures its own networks)
+    network_reference(evaluator.latency_source.input_shape)  # the reference's own string, decoded once per process
+    arch = space.sample(random.Random(5))
+    calls = []
+    real = blockstrings.decode_block
+    monkeypatch.setattr(blockstrings, "decode_block", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    result = evaluator.evaluate(arch)
+    assert result.ok, result.error
+    assert result.latency_ms > 0 and result.metrics["latency"]["source"] == ("lut" if mode == "lut" else "measured")
+    assert calls == arch.split()  # each block of the string decoded once, in order

@@ -1,33 +1,25 @@
 """Entry point of the `edgenas` command.
 
 Each command group lives in its own module with a `register(subparsers)` function that adds its
-parsers and sets `handler` on them. Errors the user can fix (`UserError`, bad flags) print one
+parsers and sets `handler` on them; COMMANDS maps each group to that function. Errors the user can fix (`UserError`, bad flags) print one
 line and exit with status 2, with no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from edgenas.errors import UserError
+from edgenas.util.registry import lazy
 
-# Command-group modules, in the order `edgenas --help` lists them.
-COMMAND_GROUPS = [
-    "edgenas.cli.space",
-    "edgenas.cli.model",
-    "edgenas.cli.search",
-    "edgenas.cli.runs",
-    "edgenas.cli.report",
-    "edgenas.cli.data",
-    "edgenas.cli.latency",
-    "edgenas.cli.darts",
-    "edgenas.cli.demo",
-    "edgenas.cli.train",
-    "edgenas.cli.export",
-]
+# Command group -> its `register(subparsers)`, in the order `edgenas --help` lists them.
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    name: lazy(f"edgenas.cli.{name}", "register")
+    for name in ("space", "model", "search", "runs", "report", "data", "latency", "darts", "demo", "train", "export")
+}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -44,22 +36,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     subparsers.required = True
-    for module_name in COMMAND_GROUPS:
-        importlib.import_module(module_name).register(subparsers)
+    for register in COMMANDS.values():
+        register(subparsers)
     return parser
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, `kill`): handled like Ctrl-C, so every job stops the same way
+    and leaves what it wrote resumable."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         return int(args.handler(args) or 0)
     except UserError as error:
         print(f"edgenas: error: {error}", file=sys.stderr)
         return UserError.exit_code
+    except Terminated:
+        print("edgenas: stopped by SIGTERM; rerun the same command to resume", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("edgenas: interrupted", file=sys.stderr)
+        print("edgenas: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 import functools
+from typing import TYPE_CHECKING
 
 from edgenas.data import load_dataset
 from edgenas.evaluators.base import EvaluatorSetup
 from edgenas.latency.settings import LatencySettings, add_latency_options
-from edgenas.search.executors import Executor
 from edgenas.spaces.mnas_choices import CHOICE_TYPES, SPACE_PRESETS, mnas_space_for, space_choices
 from edgenas.training.options import add_proxy_training_options, proxy_config_from_args
 from edgenas.training.proxy import ProxyTrainingEvaluator
+
+if TYPE_CHECKING:
+    from edgenas.search.executors import Executor
 
 LATENCY_PREFIX = "latency-"  # `--latency-runs` etc.: `--runs` would read as training runs here
 LATENCY_FLAGS = ("backend", "mode", "threads", "runs", "warmup", "cache")

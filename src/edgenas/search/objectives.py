@@ -16,8 +16,8 @@ from typing import Any, Protocol, TypeVar
 
 from edgenas.errors import UserError
 from edgenas.evaluators.base import TrialResult
+from edgenas.util.registry import lookup
 
-OBJECTIVES = ("accuracy", "mnas-soft", "mnas-hard")
 SOFT_EXPONENTS = (-0.07, -0.07)
 HARD_EXPONENTS = (0.0, -1.0)
 
@@ -83,23 +83,32 @@ class MnasObjective:
         return {"objective": self.name, "target_ms": self.target_ms, "alpha": self.alpha, "beta": self.beta}
 
 
+def _accuracy(target_ms: float | None, alpha: float | None, beta: float | None) -> Objective:
+    return AccuracyObjective()
+
+
+def _mnas(name: str, exponents: tuple[float, float]) -> Callable[[float | None, float | None, float | None], Objective]:
+    def make(target_ms: float | None, alpha: float | None, beta: float | None) -> Objective:
+        if target_ms is None:
+            raise UserError(f"objective '{name}' needs a latency target: add --target-ms T (milliseconds)")
+        return MnasObjective(target_ms=float(target_ms), alpha=exponents[0] if alpha is None else float(alpha),
+                             beta=exponents[1] if beta is None else float(beta), name=name)
+    return make
+
+
+# name -> factory(target_ms, alpha, beta); `alpha`/`beta` override the soft or hard defaults.
+OBJECTIVES: dict[str, Callable[[float | None, float | None, float | None], Objective]] = {
+    "accuracy": _accuracy,
+    "mnas-soft": _mnas("mnas-soft", SOFT_EXPONENTS),
+    "mnas-hard": _mnas("mnas-hard", HARD_EXPONENTS),
+}
+
+
 def make_objective(
     name: str, target_ms: float | None = None, alpha: float | None = None, beta: float | None = None
 ) -> Objective:
-    """An objective by CLI name; `alpha`/`beta` override the soft or hard defaults."""
-    if name == "accuracy":
-        return AccuracyObjective()
-    if name not in OBJECTIVES:
-        raise UserError(f"unknown objective '{name}'; choose one of {', '.join(OBJECTIVES)}")
-    if target_ms is None:
-        raise UserError(f"objective '{name}' needs a latency target: add --target-ms T (milliseconds)")
-    default_alpha, default_beta = SOFT_EXPONENTS if name == "mnas-soft" else HARD_EXPONENTS
-    return MnasObjective(
-        target_ms=float(target_ms),
-        alpha=default_alpha if alpha is None else float(alpha),
-        beta=default_beta if beta is None else float(beta),
-        name=name,
-    )
+    """An objective by CLI name."""
+    return lookup(OBJECTIVES, name, "objective")(target_ms, alpha, beta)
 
 
 T = TypeVar("T")

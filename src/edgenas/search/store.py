@@ -28,6 +28,7 @@ import torch
 from edgenas.errors import UserError
 from edgenas.evaluators.base import TrialResult
 from edgenas.search.trials import TrialRecord, best_trial, pareto_trials
+from edgenas.util.lock import WriterLock
 
 STORE_NAME = "store.sqlite"
 FORMAT = "edgenas-store"
@@ -113,6 +114,7 @@ class Store:
         self._db = connection
         self.experiment_id = experiment_id
         self.config = config
+        self._lock: WriterLock | None = None  # held by a writer (create_or_resume), not by readers
 
     # ---- opening -------------------------------------------------------------------------
     @staticmethod
@@ -173,23 +175,17 @@ class Store:
         path = cls.path_for(run_dir)
         if run_dir.exists() and not run_dir.is_dir():
             raise UserError(f"--out {run_dir} is a file; give a directory for the run")
-        stored = cls._inspect(path) if path.exists() else None
-        if stored is not None:
-            differing = config_differences(stored, config, ignore=mutable)
-            if differing:
-                shown = ", ".join(
-                    f"{k} (stored {flatten(stored).get(k, '<absent>')!r}, now {flatten(config).get(k, '<absent>')!r})"
-                    for k in differing
-                )
-                raise UserError(
-                    f"{path} holds a run with a different configuration: {shown}; rerun with the "
-                    "stored settings to resume, or choose a new --out"
-                )
+        cls._check_config(path, config, mutable)  # before anything is written, the lock file included
+        lock = WriterLock.for_directory(run_dir, "search").acquire()
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            cls._check_config(path, config, mutable)  # again under the lock: another writer may have just started it
             db = cls._connect(path)
         except (OSError, sqlite3.Error) as error:
+            lock.release()
             raise UserError(f"cannot create the store {path} ({error}); choose a writable --out") from None
+        except BaseException:
+            lock.release()
+            raise
         now = time.time()
         text = json.dumps(config, sort_keys=True)
         db.execute("BEGIN IMMEDIATE")
@@ -210,8 +206,28 @@ class Store:
         except BaseException:
             db.execute("ROLLBACK")
             db.close()
+            lock.release()
             raise
-        return cls(path, db, int(experiment_id), json.loads(text))
+        store = cls(path, db, int(experiment_id), json.loads(text))
+        store._lock = lock
+        return store
+
+    @classmethod
+    def _check_config(cls, path: Path, config: dict[str, Any], mutable: tuple[str, ...]) -> None:
+        """Refuse a store that holds a run with another configuration (the differing keys named)."""
+        stored = cls._inspect(path) if path.exists() else None
+        if stored is None:
+            return
+        differing = config_differences(stored, config, ignore=mutable)
+        if differing:
+            shown = ", ".join(
+                f"{k} (stored {flatten(stored).get(k, '<absent>')!r}, now {flatten(config).get(k, '<absent>')!r})"
+                for k in differing
+            )
+            raise UserError(
+                f"{path} holds a run with a different configuration: {shown}; rerun with the "
+                "stored settings to resume, or choose a new --out"
+            )
 
     @classmethod
     def open_existing(cls, run_dir: str | Path) -> Store:
@@ -229,6 +245,9 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> Store:
         return self

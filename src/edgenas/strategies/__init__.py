@@ -14,6 +14,7 @@ from edgenas.strategies.base import Candidate, Strategy
 from edgenas.strategies.evolution import RegularizedEvolution
 from edgenas.strategies.policy_gradient import PPO, PolicyGradientStrategy, Reinforce
 from edgenas.strategies.random_search import RandomSearch
+from edgenas.util.registry import lookup
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "ppo": PPO,
@@ -24,10 +25,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 
 def make_strategy(name: str, space: SearchSpace, seed: int = 0, **options: Any) -> Strategy:
-    try:
-        cls = STRATEGIES[name]
-    except KeyError:
-        raise UserError(f"unknown strategy '{name}'; choose one of {', '.join(STRATEGIES)}") from None
+    cls = lookup(STRATEGIES, name, "strategy")
     try:
         return cls(space, seed, **options)
     except TypeError as error:

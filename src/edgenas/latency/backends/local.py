@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from torch import nn
 
 from edgenas.export import LITERT_INSTALL, export_onnx, export_tflite
 from edgenas.latency.backends.base import BackendStatus, LocalBackend
+from edgenas.util.atomic import torch_save_atomic
 
 
 def _version(distribution: str) -> str | None:
@@ -52,12 +52,8 @@ class TorchBackend(LocalBackend):
         return self._local_status(f"torch {torch.__version__}")
 
     def prepare(self, model: nn.Module, input_shape: Sequence[int], path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
         model.eval()
-        torch.save(model, partial)
-        os.replace(partial, path)
-        return path
+        return torch_save_atomic(model, path)
 
 
 class LiteRTBackend(LocalBackend):

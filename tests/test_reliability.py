@@ -1,0 +1,129 @@
+"""Reliability: one writer per run directory, and kill storms on the long jobs.
+
+A kill storm starts the real command again and again, kills it with SIGKILL at random moments,
+lets it finish, and compares what it wrote with an uninterrupted run of the same command: nothing
+lost, nothing counted twice, the same result.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from killstorm import EDGENAS, ENV, kill_storm, run
+
+
+def _trials(store_path) -> list[tuple]:
+    try:
+        db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.OperationalError:
+        return []  # not created yet
+    try:
+        return db.execute("SELECT id, arch, status, reward, accuracy, latency_ms FROM trials ORDER BY id").fetchall()
+    except sqlite3.OperationalError:
+        return []  # no tables yet
+    finally:
+        db.close()
+
+
+def _finished(store_path) -> int:
+    return sum(1 for t in _trials(store_path) if t[2] != "running")
+
+
+def _nb201_search(out, nb201_dir, budget=60, delay_ms=20):
+    return ["search", "--space", "nb201", "--strategy", "ppo", "--objective", "mnas-soft", "--target-ms", "10",
+            "--budget", budget, "--seed", 5, "--out", out, "--data-dir", nb201_dir, "--eval-delay-ms", delay_ms,
+            "--quiet", "--strategy-option", "batch_size=4"]
+
+
+def test_kill_storm_on_an_nb201_ppo_search_loses_and_doubles_nothing(tmp_path, nb201_dir):
+    reference = run(_nb201_search(tmp_path / "uninterrupted", nb201_dir))
+    assert reference.returncode == 0, reference.stderr
+    expected = _trials(tmp_path / "uninterrupted" / "store.sqlite")
+
+    out = tmp_path / "stormed"
+    store = out / "store.sqlite"
+    progress = []
+
+    def ready() -> bool:  # kill only once the run has finished a trial more than at the last kill
+        done = _finished(store)
+        return done > (progress[-1] if progress else 0)
+
+    landed = 0
+    for kill in range(10):
+        landed += kill_storm(_nb201_search(out, nb201_dir), 1, seed=kill, ready=ready, max_delay=0.2)
+        progress.append(_finished(store))
+    assert landed == 10 and progress[-1] < 60, progress  # every kill landed mid-run
+    final = run(_nb201_search(out, nb201_dir))
+    assert final.returncode == 0, final.stderr
+    assert _trials(store) == expected  # same trials, same order, same results: none lost, none twice
+
+
+def test_a_second_writer_is_refused_while_the_first_runs(tmp_path, nb201_dir):
+    out = tmp_path / "run"
+    store = out / "store.sqlite"
+    command = [*EDGENAS, *map(str, _nb201_search(out, nb201_dir, budget=30, delay_ms=100))]
+    first = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while _finished(store) < 2 and first.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert first.poll() is None, first.stderr.read().decode()
+        second = run(_nb201_search(out, nb201_dir, budget=30, delay_ms=100))
+        lines = second.stderr.strip().splitlines()
+        assert second.returncode == 2 and len(lines) == 1, second.stderr
+        assert f"pid {first.pid}" in lines[0] and "being written by another process" in lines[0]
+        shown = run(["runs", "show", out, "--json"])  # a reader is never refused
+        assert shown.returncode == 0, shown.stderr
+    finally:
+        first.wait(timeout=120)
+    assert first.returncode == 0, first.stderr.read().decode()
+    trials = _trials(store)
+    assert [t[0] for t in trials] == list(range(1, 31)) and all(t[2] == "ok" for t in trials)
+
+
+def test_the_lock_dies_with_its_process(tmp_path):
+    """A writer killed with SIGKILL leaves no stale lock: the next one gets it at once."""
+    import os
+    import signal
+    import sys
+
+    from edgenas.errors import UserError
+    from edgenas.util.lock import WriterLock
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from edgenas.util.lock import WriterLock; "
+        f"WriterLock.for_directory({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(UserError, match=f"pid {holder.pid}"):
+        WriterLock.for_directory(tmp_path).acquire()
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    with WriterLock.for_directory(tmp_path) as lock:
+        assert lock.held
+
+
+def test_sigterm_stops_a_search_like_ctrl_c_and_it_resumes(tmp_path, nb201_dir):
+    import signal
+
+    out = tmp_path / "run"
+    store = out / "store.sqlite"
+    command = [*EDGENAS, *map(str, _nb201_search(out, nb201_dir, budget=30, delay_ms=50))]
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while _finished(store) < 3 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert err.strip().splitlines() == ["edgenas: stopped by SIGTERM; rerun the same command to resume"]
+    stopped_at = _finished(store)
+    assert 3 <= stopped_at < 30
+    resumed = run(_nb201_search(out, nb201_dir, budget=30, delay_ms=50))
+    assert resumed.returncode == 0, resumed.stderr
+    trials = _trials(store)
+    assert [t[0] for t in trials] == list(range(1, 31)) and all(t[2] == "ok" for t in trials)

@@ -127,3 +127,89 @@ def test_sigterm_stops_a_search_like_ctrl_c_and_it_resumes(tmp_path, nb201_dir):
     assert resumed.returncode == 0, resumed.stderr
     trials = _trials(store)
     assert [t[0] for t in trials] == list(range(1, 31)) and all(t[2] == "ok" for t in trials)
+
+
+def _darts_search(out, epochs=12):
+    return ["darts", "search", "--dataset", "digits8", "--layers", "3", "--channels", "4", "--batch-size", "16",
+            "--limit", "200", "--steps-per-epoch", "2", "--epochs", epochs, "--seed", "1", "--out", out,
+            "--no-progress"]
+
+
+def _darts_epochs(out) -> list[dict]:
+    import json
+
+    try:
+        history = json.loads((out / "history.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
+
+
+def test_kill_storm_on_a_darts_search_resumes_bit_exactly(tmp_path):
+    import torch
+
+    reference = run(_darts_search(tmp_path / "uninterrupted"))
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / "stormed"
+    seen: list[int] = []
+
+    def ready() -> bool:  # one more epoch finished since the last kill
+        return len(_darts_epochs(out)) > (seen[-1] if seen else 0)
+
+    landed = 0
+    for kill in range(10):
+        landed += kill_storm(_darts_search(out), 1, seed=100 + kill, ready=ready, max_delay=0.1)
+        seen.append(len(_darts_epochs(out)))
+    assert landed == 10 and seen[-1] < 12, seen
+    final = run(_darts_search(out))
+    assert final.returncode == 0, final.stderr
+    assert _darts_epochs(out) == _darts_epochs(tmp_path / "uninterrupted")
+    a = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "uninterrupted" / "checkpoint.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _lut_build(cache):
+    return ["latency", "lut", "build", "--space", "mnas", "--resolution", "32", "--classes", "10", "--runs", "3",
+            "--warmup", "1", "--cache", cache, "--sample", "3", "--calibration", "3", "--layer-passes", "1", "--json"]
+
+
+def _lut_rows(cache) -> dict[tuple[str, str], str]:
+    """(layer, input shape) -> the stored entry's data (its timings: changed only if re-timed)."""
+    try:
+        db = sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=5)
+    except sqlite3.OperationalError:
+        return {}
+    try:
+        return {(r[0], r[1]): r[2] for r in db.execute("SELECT layer, input_shape, data FROM lut")}
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        db.close()
+
+
+def test_kill_storm_on_a_lut_build_keeps_finished_layers_and_times_none_twice(tmp_path):
+    import json
+
+    reference = run(_lut_build(tmp_path / "reference.sqlite"))
+    assert reference.returncode == 0, reference.stderr
+    expected = json.loads(reference.stdout)
+    cache = tmp_path / "stormed.sqlite"
+    kept: dict[tuple[str, str], str] = {}
+    landed, sizes = 0, []
+    for kill in range(10):
+        landed += kill_storm(_lut_build(cache), 1, seed=200 + kill, max_delay=8.0)
+        rows = _lut_rows(cache)
+        assert all(rows[key] == data for key, data in kept.items())  # nothing finished was timed again
+        kept = rows
+        sizes.append(len(rows))
+    assert landed >= 8, landed  # (a kill late enough may find the build already done)
+    final = run(_lut_build(cache))
+    assert final.returncode == 0, final.stderr
+    rows = _lut_rows(cache)
+    assert all(rows[key] == data for key, data in kept.items())
+    assert set(rows) == set(_lut_rows(tmp_path / "reference.sqlite"))  # the same layers, each once
+    assert any(0 < n < len(rows) for n in sizes), sizes  # some kill landed between two stored chunks
+    summary = json.loads(final.stdout)
+    assert summary["layers"] == expected["layers"] and summary["lut_entries"] == expected["lut_entries"]
+    assert summary["correction"]["n"] == expected["correction"]["n"] == 3

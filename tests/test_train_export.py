@@ -16,7 +16,7 @@ import torch
 
 from conftest import run_cli
 from edgenas.cli.main import main
-from edgenas.cli.train import load_checkpoint
+from edgenas.training.final import load_checkpoint
 
 TINY = "ds_r1_k3_s2_c8 ir_r1_k3_s2_e3_c16"
 PROJECT = Path(__file__).resolve().parents[1]
@@ -125,3 +125,54 @@ def test_bad_input_exits_2_with_one_line(trained, tmp_path, capsys):
     _one_line_error(code, err, "unknown export format")
     code, _, err = _run(["export", trained, "--output", tmp_path / "model.bin"], capsys)
     _one_line_error(code, err, "must end in .onnx")
+
+
+# ---- the library under the commands ----------------------------------------------------------------
+
+def test_make_loaders_follows_one_rule_for_every_run():
+    from edgenas.data import Augment, load_dataset
+    from edgenas.training.loaders import make_loaders
+
+    data = load_dataset("digits8").subset(100, seed=0)
+    loaders = make_loaders(data, data, 32, 64, augment=Augment(crop_padding=1), device="cpu", seed=3,
+                           channels_last=True)
+    assert len(loaders.train) == 3 and loaders.train.seed == 3  # drop_last: more than one batch of images
+    assert loaders.bn.seed == 4 and len(loaders.bn) == 4 and loaders.bn.augment == Augment()
+    assert not loaders.eval.shuffle and loaders.eval.batch_size == 64
+    assert loaders.bn.mean == loaders.eval.mean == loaders.train.mean
+    small = make_loaders(data, data, 200, 64, augment=Augment(), device="cpu", seed=0, channels_last=False,
+                         recalibrate=False)
+    assert len(small.train) == 1 and small.bn is None  # one partial batch is kept when it is all there is
+
+
+def test_train_final_then_write_and_load_round_trip(tmp_path):
+    from edgenas.data import Augment, load_dataset
+    from edgenas.training import TrainConfig
+    from edgenas.training.final import train_final, write_checkpoint
+
+    data = load_dataset("digits8")
+    train_data, test_data = data.subset(128, seed=0), data.subset(64, seed=1)
+    model, recipe = train_final(TINY, train_data, test_data, TrainConfig(epochs=1, batch_size=32),
+                                augment=Augment(), device="cpu", bn_batches=2, progress=False)
+    assert recipe["resolution"] == 8 and recipe["bn_recalibration_batches"] == 2
+    assert recipe["dataset"] == train_data.name and not model.training
+    write_checkpoint(tmp_path / "run", model, recipe)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model.pt", "train.json"]
+    loaded, saved = load_checkpoint(tmp_path / "run")
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert saved == json.loads((tmp_path / "run" / "train.json").read_text())
+
+
+def test_a_failed_onnx_export_leaves_no_file(tmp_path, monkeypatch):
+    from edgenas.export import ExportError, export_onnx
+
+    def half_written(model, example, path, **kwargs):
+        Path(path).write_bytes(b"half")
+        raise RuntimeError("exporter broke")
+
+    monkeypatch.setattr(torch.onnx, "export", half_written)
+    with pytest.raises(ExportError, match="exporter broke"):
+        export_onnx(torch.nn.Conv2d(1, 2, 3), (1, 1, 8, 8), tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []

@@ -18,8 +18,15 @@ from edgenas.data import Augment, BatchLoader, ImageDataset, load_dataset
 from edgenas.errors import UserError
 from edgenas.spaces import fitted_space
 from edgenas.spaces.mnas import BaseStage
-from edgenas.training import TrainConfig, TrainingDiverged, cosine_lr, evaluate, train
-from edgenas.training.proxy import ProxyConfig, ProxyTrainingEvaluator, recalibrate_batchnorm
+from edgenas.training import (
+    TrainConfig,
+    TrainingDiverged,
+    cosine_lr,
+    evaluate,
+    recalibrate_batchnorm,
+    train,
+)
+from edgenas.training.proxy import ProxyConfig, ProxyTrainingEvaluator
 
 torch.set_num_threads(1)
 

@@ -3,7 +3,8 @@
 Why plain functions: latency backends export every candidate they time, and the `edgenas export`
 command exports the final network; both want "this module, this input shape, that path" and an
 honest check that the file computes what PyTorch computes. A failed export leaves no file behind
-(it writes to a temporary name and renames on success).
+(`edgenas.util.atomic.atomic_path`: written under a temporary name that keeps the suffix, which the
+exporters look at, and renamed on success).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from edgenas.errors import UserError
+from edgenas.util.atomic import atomic_path
 
 ONNX_OPSET = 17
 LITERT_INSTALL = "pip install 'edgenas[litert]'"
@@ -28,10 +30,6 @@ LITERT_INSTALL = "pip install 'edgenas[litert]'"
 
 class ExportError(UserError):
     """A model the exporter or converter rejects (one line: what failed and what to do)."""
-
-
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial{path.suffix}")
 
 
 def export_onnx(model: nn.Module, input_shape: Sequence[int], path: str | os.PathLike) -> Path:
@@ -42,8 +40,6 @@ def export_onnx(model: nn.Module, input_shape: Sequence[int], path: str | os.Pat
     self-contained file. If it fails or is gone from a later torch, the dynamo exporter is used.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = _temporary(path)
     was_training = model.training
     model.eval()
     example = (torch.randn(*input_shape),)
@@ -51,7 +47,7 @@ def export_onnx(model: nn.Module, input_shape: Sequence[int], path: str | os.Pat
     try:
         for dynamo in (False, True):
             try:
-                with warnings.catch_warnings(), _quiet_stdout():
+                with atomic_path(path) as partial, warnings.catch_warnings(), _quiet_stdout():
                     warnings.simplefilter("ignore")
                     if dynamo:
                         torch.onnx.export(model, example, str(partial), dynamo=True,
@@ -60,11 +56,9 @@ def export_onnx(model: nn.Module, input_shape: Sequence[int], path: str | os.Pat
                         torch.onnx.export(model, example, str(partial), dynamo=False,
                                           opset_version=ONNX_OPSET, input_names=["input"],
                                           output_names=["output"])
-                os.replace(partial, path)
                 return path
             except Exception as error:  # noqa: BLE001 - any exporter failure is reported below
                 errors.append(f"{'dynamo' if dynamo else 'torchscript'} exporter: {_first_line(error)}")
-                partial.unlink(missing_ok=True)
     finally:
         model.train(was_training)
     raise ExportError(f"cannot export the model to ONNX ({'; '.join(errors)}); "
@@ -81,19 +75,15 @@ def export_tflite(model: nn.Module, input_shape: Sequence[int], path: str | os.P
     except ImportError:
         raise ExportError(f"TFLite export needs litert-torch, which is not installed; run {LITERT_INSTALL}") from None
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = _temporary(path)
     was_training = model.training
     model.eval()
     try:
-        with warnings.catch_warnings(), _quiet_stdout():
+        with atomic_path(path) as partial, warnings.catch_warnings(), _quiet_stdout():
             warnings.simplefilter("ignore")
             converted = litert_torch.convert(model, (torch.randn(*input_shape),))
             converted.export(str(partial))
-        os.replace(partial, path)
         return path
     except Exception as error:  # noqa: BLE001 - the converter raises many kinds
-        partial.unlink(missing_ok=True)
         raise ExportError(f"litert-torch cannot convert the model: {_first_line(error)}") from None
     finally:
         model.train(was_training)

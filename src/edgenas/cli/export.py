@@ -31,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from edgenas.cli.train import load_checkpoint
     from edgenas.export import LITERT_INSTALL, check_export, export_onnx, export_tflite
+    from edgenas.training.final import load_checkpoint
 
     if args.format not in FORMATS:
         raise UserError(f"unknown export format '{args.format}'; choose one of {', '.join(FORMATS)}")

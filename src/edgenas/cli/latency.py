@@ -162,9 +162,14 @@ def _lut_build(args: argparse.Namespace) -> int:
     import random
 
     from edgenas.latency.lut import space_layers
+    from edgenas.util.lock import WriterLock
 
     estimator = _estimator(args)
+    # One LUT build per cache at a time (searches may still read and add measurements): a second
+    # build would time the same layers twice. A killed build keeps its finished chunks of layers.
+    lock = WriterLock(estimator.cache.path.with_name(estimator.cache.path.name + ".lut-build.lock"), "LUT build")
     try:
+        lock.acquire()
         estimator.measurer.backend.require()
         lut = estimator.make_lut()
         if args.sample:
@@ -186,6 +191,7 @@ def _lut_build(args: argparse.Namespace) -> int:
                    "cache": str(estimator.cache.path)}
     finally:
         estimator.close()
+        lock.release()
     if args.json:
         print_json(summary)
     else:

@@ -32,6 +32,7 @@ from edgenas.darts.search_model import SearchNetwork, SupernetConfig
 from edgenas.darts.step import SearchHyper, make_optimizers, search_step
 from edgenas.errors import UserError
 from edgenas.util.atomic import torch_save_atomic, write_atomic
+from edgenas.util.lock import LOCK_NAME, WriterLock
 from edgenas.util.progress import TaskBar
 
 CHECKPOINT = "checkpoint.pt"
@@ -152,7 +153,7 @@ class Search:
                     f"{self.run_dir} holds a search with another configuration (differs in: "
                     f"{', '.join(changed)}); use a new --out directory or the same options"
                 )
-        elif self.run_dir.exists() and any(self.run_dir.iterdir()):
+        elif self.run_dir.exists() and any(p.name != LOCK_NAME for p in self.run_dir.iterdir()):
             raise UserError(f"{self.run_dir} exists and is not a DARTS search directory; use a new --out directory")
 
     def _save(self) -> None:
@@ -207,7 +208,14 @@ class Search:
     ) -> Genotype:
         """Search (resuming if the run directory holds a checkpoint); the final genotype.
 
-        `max_steps` caps the steps per epoch (for quick runs and tests)."""
+        `max_steps` caps the steps per epoch (for quick runs and tests). The run directory is
+        locked for the whole run: a second process on it exits with one line (`WriterLock`)."""
+        with WriterLock.for_directory(self.run_dir, "DARTS search"):
+            self._check_run_dir()  # again, under the lock: another process may have just written it
+            return self._run(on_epoch, progress, max_steps)
+
+    def _run(self, on_epoch: Callable[[EpochRecord], None] | None, progress: bool,
+             max_steps: int | None) -> Genotype:
         resumed = self._load()
         if resumed and on_epoch is not None:
             for record in self.history:

@@ -1,4 +1,5 @@
-"""Training: the shared loop (SGD, cosine schedule) and the proxy-training evaluator."""
+"""Training: the shared loop (SGD, cosine schedule, BatchNorm recalibration), the loaders every run
+uses, the proxy-training evaluator, and final training with its checkpoint."""
 
 from edgenas.training.loop import (
     TrainConfig,
@@ -6,9 +7,10 @@ from edgenas.training.loop import (
     TrainStats,
     cosine_lr,
     evaluate,
+    recalibrate_batchnorm,
     train,
 )
-from edgenas.training.proxy import ProxyConfig, ProxyTrainingEvaluator, recalibrate_batchnorm
+from edgenas.training.proxy import ProxyConfig, ProxyTrainingEvaluator
 
 __all__ = [
     "ProxyConfig",

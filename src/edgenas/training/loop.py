@@ -6,6 +6,9 @@ all call `train`; what differs between them is only a `TrainConfig` and, for DAR
 
 The learning rate follows a cosine from `lr` to `min_lr` over the run's total steps, updated every
 step (so a 200-step proxy run gets the whole schedule, not one epoch's worth of it).
+
+`recalibrate_batchnorm` lives here too: every run that trains briefly (proxy training, a short
+final training) must re-estimate BatchNorm statistics before `evaluate` reads anything.
 """
 
 from __future__ import annotations
@@ -263,3 +266,30 @@ def evaluate(model: nn.Module, loader: Any) -> tuple[float, float]:
     if seen == 0:
         return 0.0, float("nan")
     return float(correct) / seen, float(loss_sum) / seen
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, loader: Any, batches: int) -> None:
+    """Replace BatchNorm running statistics by their plain average over `batches` training batches.
+
+    Why: short training leaves the exponential running averages mostly at their initial values;
+    evaluating with them measures the averages, not the candidate.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches <= 0:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: equal weight to every batch
+    was_training = model.training
+    model.train()
+    try:
+        for i, (images, _) in enumerate(loader):
+            if i >= batches:
+                break
+            model(images)
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+        model.train(was_training)

@@ -30,13 +30,19 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 import torch
-from torch import nn
 
-from edgenas.data import Augment, BatchLoader, ImageDataset, load_dataset
+from edgenas.data import Augment, ImageDataset, load_dataset
 from edgenas.errors import UserError
 from edgenas.evaluators.base import TrialResult
 from edgenas.spaces.base import SearchSpace
-from edgenas.training.loop import TrainConfig, TrainingDiverged, evaluate, train
+from edgenas.training.loaders import make_loaders, resolve_device
+from edgenas.training.loop import (
+    TrainConfig,
+    TrainingDiverged,
+    evaluate,
+    recalibrate_batchnorm,
+    train,
+)
 from edgenas.util.modelinfo import count_macs, count_params
 
 
@@ -87,39 +93,6 @@ class ProxyConfig:
         if unknown:
             raise UserError(f"unknown proxy settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**values)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, loader: BatchLoader, batches: int) -> None:
-    """Replace BatchNorm running statistics by their plain average over `batches` training batches.
-
-    Why: short training leaves the exponential running averages mostly at their initial values;
-    evaluating with them measures the averages, not the candidate.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms or batches <= 0:
-        return
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: equal weight to every batch
-    was_training = model.training
-    model.train()
-    try:
-        for i, (images, _) in enumerate(loader):
-            if i >= batches:
-                break
-            model(images)
-    finally:
-        for m, momentum in zip(norms, saved):
-            m.momentum = momentum
-        model.train(was_training)
 
 
 class ProxyTrainingEvaluator:
@@ -213,17 +186,13 @@ class ProxyTrainingEvaluator:
             latency_ms = self._latency(decoded, metrics)
             if isinstance(latency_ms, TrialResult):
                 return latency_ms
-        loader = BatchLoader(train_part, cfg.train.batch_size, augment=cfg.augment, device=device,
-                             seed=cfg.seed, drop_last=len(train_part) > cfg.train.batch_size,
-                             channels_last=cfg.channels_last)
-        stats = train(model, loader, cfg.train, progress=self.progress, description="proxy training")
-        if cfg.bn_recalibration_batches:
-            plain = BatchLoader(train_part, cfg.train.batch_size, device=device, seed=cfg.seed + 1,
-                                mean=loader.mean, std=loader.std, channels_last=cfg.channels_last)
-            recalibrate_batchnorm(model, plain, cfg.bn_recalibration_batches)
-        val_loader = BatchLoader(val_part, cfg.eval_batch_size, shuffle=False, device=device,
-                                 mean=loader.mean, std=loader.std, channels_last=cfg.channels_last)
-        accuracy, val_loss = evaluate(model, val_loader)
+        loaders = make_loaders(train_part, val_part, cfg.train.batch_size, cfg.eval_batch_size,
+                               augment=cfg.augment, device=device, seed=cfg.seed,
+                               channels_last=cfg.channels_last, recalibrate=cfg.bn_recalibration_batches > 0)
+        stats = train(model, loaders.train, cfg.train, progress=self.progress, description="proxy training")
+        if loaders.bn is not None:
+            recalibrate_batchnorm(model, loaders.bn, cfg.bn_recalibration_batches)
+        accuracy, val_loss = evaluate(model, loaders.eval)
         metrics.update(
             train_seconds=stats.seconds,
             train_steps=stats.steps,

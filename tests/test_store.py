@@ -101,3 +101,37 @@ def test_truncated_store_is_refused(tmp_path):
 def test_open_existing_without_a_run(tmp_path):
     with pytest.raises(UserError, match="no search run"):
         Store.open_existing(tmp_path)
+
+
+def test_a_full_disk_mid_run_is_one_line_and_the_run_resumes(tmp_path, nb201_dir):
+    """SQLite's own 'database or disk is full' (max_page_count reached, as a full disk would)
+    stops the search with a UserError; nothing half-written: the store reopens and the same run
+    continues to exactly the trials an uninterrupted run makes."""
+    from edgenas.evaluators.nb201 import NB201Evaluator, load_tables
+    from edgenas.search.loop import run_search
+    from edgenas.search.objectives import make_objective
+    from edgenas.spaces import get_space
+    from edgenas.strategies import make_strategy
+
+    evaluator = NB201Evaluator(load_tables(nb201_dir))
+    space = get_space("nb201")
+
+    def search(run_dir, fill_after=None):
+        with Store.create_or_resume(run_dir, CONFIG) as store:
+            class FillsTheDisk:
+                def evaluate(self, arch):
+                    if fill_after is not None and len(store.trials()) > fill_after:
+                        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+                        store._db.execute(f"PRAGMA max_page_count = {pages}")
+                    return evaluator.evaluate(arch)
+
+            run_search(space, make_strategy("evolution", space, seed=1), FillsTheDisk(),
+                       make_objective("accuracy"), 40, store=store, seed=1)
+            return [(t.id, t.arch, t.status, t.reward) for t in store.trials()]
+
+    expected = search(tmp_path / "reference")
+    with pytest.raises(UserError) as raised:
+        search(tmp_path / "full", fill_after=10)
+    message = str(raised.value)
+    assert "disk is full" in message and "rerun the same command to resume" in message and "\n" not in message
+    assert search(tmp_path / "full") == expected

@@ -188,23 +188,22 @@ class Store:
             raise
         now = time.time()
         text = json.dumps(config, sort_keys=True)
-        db.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?), ('version', ?)", (FORMAT, VERSION))
-            row = db.execute("SELECT id FROM experiments ORDER BY id LIMIT 1").fetchone()
-            if row is None:
-                experiment_id = db.execute(
-                    "INSERT INTO experiments (config, created, updated) VALUES (?, ?, ?)", (text, now, now)
-                ).lastrowid
-            else:
-                experiment_id = row[0]
-                db.execute("UPDATE experiments SET config = ?, updated = ? WHERE id = ?", (text, now, experiment_id))
-            db.execute("COMMIT")
+            with _transaction(db, path):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?), ('version', ?)", (FORMAT, VERSION))
+                row = db.execute("SELECT id FROM experiments ORDER BY id LIMIT 1").fetchone()
+                if row is None:
+                    experiment_id = db.execute(
+                        "INSERT INTO experiments (config, created, updated) VALUES (?, ?, ?)", (text, now, now)
+                    ).lastrowid
+                else:
+                    experiment_id = row[0]
+                    db.execute("UPDATE experiments SET config = ?, updated = ? WHERE id = ?",
+                               (text, now, experiment_id))
         except BaseException:
-            db.execute("ROLLBACK")
             db.close()
             lock.release()
             raise
@@ -270,7 +269,7 @@ class Store:
     def begin_trial(self, arch: str, seed: int | None, checkpoint: Callable[[], Any] | None = None) -> int:
         """Record a proposed architecture as running, with the strategy state that proposed it."""
         now = time.time()
-        with _transaction(self._db):
+        with _transaction(self._db, self.path):
             try:
                 trial_id = self._db.execute(
                     "INSERT INTO trials (experiment_id, arch, status, seed, started) VALUES (?, ?, 'running', ?, ?)",
@@ -283,7 +282,7 @@ class Store:
 
     def restart_trial(self, trial_id: int) -> None:
         """A trial that was in flight when the last process died is run again from the start."""
-        with _transaction(self._db):
+        with _transaction(self._db, self.path):
             self._db.execute("UPDATE trials SET started = ? WHERE id = ? AND status = 'running'", (time.time(), trial_id))
 
     def finish_trial(
@@ -297,7 +296,7 @@ class Store:
         """Record the outcome together with the strategy state after it learned from it."""
         now = time.time()
         status = "ok" if result.ok else "failed"
-        with _transaction(self._db):
+        with _transaction(self._db, self.path):
             updated = self._db.execute(
                 "UPDATE trials SET status = ?, accuracy = ?, latency_ms = ?, reward = ?, metrics = ?, "
                 "error = ?, finished = ?, seconds = ? WHERE id = ? AND status = 'running'",
@@ -311,7 +310,7 @@ class Store:
             self._save_checkpoint(checkpoint, now)
 
     def set_status(self, status: str, note: str | None = None) -> None:
-        with _transaction(self._db):
+        with _transaction(self._db, self.path):
             self._db.execute(
                 "UPDATE experiments SET status = ?, note = ?, updated = ? WHERE id = ?",
                 (status, note, time.time(), self.experiment_id),
@@ -358,11 +357,25 @@ class Store:
 
 
 @contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    db.execute("BEGIN IMMEDIATE")
+def _transaction(db: sqlite3.Connection, path: Path | None = None) -> Iterator[None]:
+    """One state change, whole or not at all. A write the disk refuses (full, read-only, gone) is
+    a UserError: the transaction is rolled back, so the store still opens and resumes once the
+    disk is writable again."""
     try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if db.in_transaction:  # SQLite itself rolls back on some errors (a full disk)
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    except sqlite3.OperationalError as error:
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the connection is closed with the process; SQLite's journal undoes the rest
+        where = path or "the run store"
+        raise UserError(f"cannot write {where} ({error}); free disk space or make the run directory "
+                        "writable, then rerun the same command to resume") from None

@@ -39,6 +39,7 @@ def _nb201_search(out, nb201_dir, budget=60, delay_ms=20):
             "--quiet", "--strategy-option", "batch_size=4"]
 
 
+@pytest.mark.slow
 def test_kill_storm_on_an_nb201_ppo_search_loses_and_doubles_nothing(tmp_path, nb201_dir):
     reference = run(_nb201_search(tmp_path / "uninterrupted", nb201_dir))
     assert reference.returncode == 0, reference.stderr
@@ -145,6 +146,7 @@ def _darts_epochs(out) -> list[dict]:
     return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
 
 
+@pytest.mark.slow
 def test_kill_storm_on_a_darts_search_resumes_bit_exactly(tmp_path):
     import torch
 
@@ -188,6 +190,7 @@ def _lut_rows(cache) -> dict[tuple[str, str], str]:
         db.close()
 
 
+@pytest.mark.slow
 def test_kill_storm_on_a_lut_build_keeps_finished_layers_and_times_none_twice(tmp_path):
     import json
 
@@ -213,3 +216,34 @@ def test_kill_storm_on_a_lut_build_keeps_finished_layers_and_times_none_twice(tm
     summary = json.loads(final.stdout)
     assert summary["layers"] == expected["layers"] and summary["lut_entries"] == expected["lut_entries"]
     assert summary["correction"]["n"] == expected["correction"]["n"] == 3
+
+
+def _mnas_search(out, cache):
+    return ["search", "--space", "mnas", "--strategy", "ppo", "--objective", "mnas-soft", "--target-ms", "0.1",
+            "--space-preset", "demo", "--space-option", "stages=c8_r1_s2,c16_r1_s2", "--space-option",
+            "ops=dsconv,mbconv3", "--dataset", "digits", "--proxy-subset", "120", "--proxy-steps", "2",
+            "--latency-runs", "3", "--latency-warmup", "1", "--latency-cache", cache, "--budget", "16",
+            "--seed", "3", "--strategy-option", "batch_size=4", "--out", out, "--quiet"]
+
+
+@pytest.mark.slow
+def test_kill_storm_on_a_tiny_mnas_proxy_search_loses_and_doubles_nothing(tmp_path):
+    """Proxy training is seeded and the latencies come from one cache (filled by the uninterrupted
+    run), so the stormed run must make exactly the same trials with the same results."""
+    cache = tmp_path / "latency.sqlite"
+    reference = run(_mnas_search(tmp_path / "uninterrupted", cache))
+    assert reference.returncode == 0, reference.stderr
+    expected = _trials(tmp_path / "uninterrupted" / "store.sqlite")
+    assert len(expected) == 16 and all(t[2] == "ok" for t in expected)
+    out = tmp_path / "stormed"
+    store = out / "store.sqlite"
+    progress: list[int] = []
+    landed = 0
+    for kill in range(10):
+        landed += kill_storm(_mnas_search(out, cache), 1, seed=300 + kill,
+                             ready=lambda: _finished(store) > (progress[-1] if progress else 0), max_delay=0.3)
+        progress.append(_finished(store))
+    assert landed == 10 and progress[-1] < 16, progress
+    final = run(_mnas_search(out, cache))
+    assert final.returncode == 0, final.stderr
+    assert _trials(store) == expected

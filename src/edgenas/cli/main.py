@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from edgenas.errors import UserError
 from edgenas.util.registry import lazy
+from edgenas.util.threads import configure_threads
 
 # Command group -> its `register(subparsers)`, in the order `edgenas --help` lists them.
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
@@ -51,6 +52,11 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        configure_threads()  # before torch is imported (build_parser imports it): see util/threads.py
+    except UserError as error:
+        print(f"edgenas: error: {error}", file=sys.stderr)
+        return UserError.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None

@@ -144,6 +144,64 @@ def test_train_is_deterministic_on_cpu(digits8: ImageDataset) -> None:
     assert torch.equal(run(), run())
 
 
+def test_a_checkpointed_run_resumes_mid_run_to_the_same_weights_and_stats(digits8: ImageDataset, tmp_path) -> None:
+    """The loop's own resume hook: stopped after epoch 2 of a max_steps run whose last epoch is
+    partial, resumed from the checkpoint; the caller's extra state comes back with it."""
+    from edgenas.training.loop import EpochCheckpoint
+
+    data = digits8.subset(200, seed=0)
+    config = TrainConfig(epochs=1, max_steps=8, lr=0.05, seed=4)  # 3 + 3 + 2 steps
+
+    class Seen:
+        def __init__(self) -> None:
+            self.epochs: list[int] = []
+
+        def state_dict(self) -> dict:
+            return {"epochs": list(self.epochs)}
+
+        def load_state_dict(self, state: dict) -> None:
+            self.epochs[:] = state["epochs"]
+
+    class Stop(Exception):
+        pass
+
+    def run(path, stop_at=None):
+        torch.manual_seed(3)
+        model = nn.Sequential(small_cnn(), nn.Dropout(0.3))
+        loader = BatchLoader(data, 64, augment=Augment(crop_padding=1, flip=True, cutout=2), seed=1,
+                             drop_last=True)
+        seen = Seen()
+        checkpoint = EpochCheckpoint(path, {"test": "resume"}, extra=seen)
+
+        def end(epoch, m, s):
+            seen.epochs.append(epoch)
+            if epoch == stop_at:
+                raise Stop  # before this epoch's checkpoint: epoch 1's is the last one written
+
+        stats = train(model, loader, config, epoch_end_callback=end, checkpoint=checkpoint, progress=False)
+        return model, stats, seen
+
+    torch.manual_seed(3)
+    plain = nn.Sequential(small_cnn(), nn.Dropout(0.3))
+    plain_stats = train(plain, BatchLoader(data, 64, augment=Augment(crop_padding=1, flip=True, cutout=2), seed=1,
+                                           drop_last=True), config, progress=False)
+    model, stats, seen = run(tmp_path / "a.pt")
+    assert torch.load(tmp_path / "a.pt", weights_only=True)["epoch"] == 3 and seen.epochs == [0, 1, 2]
+    for a, b in zip(model.state_dict().values(), plain.state_dict().values()):
+        assert torch.equal(a, b)  # checkpointing changes nothing in the run
+    with pytest.raises(Stop):
+        run(tmp_path / "b.pt", stop_at=2)
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["step"] == 6
+    resumed, resumed_stats, resumed_seen = run(tmp_path / "b.pt")
+    for a, b in zip(resumed.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert resumed_seen.epochs == [0, 1, 2]  # restored [0, 1], then only the last epoch ran
+    assert resumed_stats.epoch_losses == stats.epoch_losses == plain_stats.epoch_losses
+    assert (resumed_stats.steps, resumed_stats.images) == (stats.steps, stats.images) == (8, 512)
+    with pytest.raises(UserError, match="belongs to another training"):
+        EpochCheckpoint(tmp_path / "b.pt", {"test": "other"}).load()
+
+
 class WithAux(nn.Module):
     """A model that returns (logits, auxiliary logits), as DARTS' evaluation network does."""
 

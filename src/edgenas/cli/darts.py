@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("genotype", nargs="+", help="'normal=... reduce=...', DARTS_V2, or a search --out directory")
     train.add_argument("--dataset", required=True, help=DATASET_HELP)
     train.add_argument("--epochs", type=int, required=True)
-    train.add_argument("--out", required=True, help="output directory (model.pt, metrics.json)")
+    train.add_argument("--out", required=True,
+                       help="output directory (model.pt, metrics.json; a killed run resumes from DIR/resume.pt)")
     train.add_argument("--layers", type=int, default=20)
     train.add_argument("--channels", type=int, default=36)
     train.add_argument("--batch-size", type=int, default=96)
@@ -49,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu")
+    train.add_argument("--force", action="store_true", help="retrain a finished DIR (overwrite its model.pt)")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(handler=_train)
 
@@ -127,7 +129,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from edgenas.darts.train import EvalTrainConfig, train_genotype
+    from edgenas.darts.train import RESUME, EvalTrainConfig, train_genotype
 
     genotype = read_genotype(args.genotype)
     config = EvalTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -135,8 +137,10 @@ def _train(args: argparse.Namespace) -> int:
                              max_steps=args.max_steps)
     if args.layers < 3:
         raise UserError(f"--layers must be at least 3, got {args.layers}")
+    if Path(args.out, RESUME).exists():
+        print(f"resuming from {Path(args.out, RESUME)}", flush=True)
     metrics = train_genotype(genotype, args.dataset, args.out, config, device=args.device,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, force=args.force)
     print(f"params {metrics['params']:,}  test accuracy {metrics['test_accuracy']:.4f}  "
           f"({metrics['images_per_second']:.0f} images/s)  -> {args.out}")
     return 0

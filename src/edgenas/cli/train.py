@@ -3,7 +3,8 @@
 Why this command is thin: the recipe and the checkpoint format live in `edgenas.training.final`
 (one home, shared with Python users and benchmarks). Here are only the flags, the checks of the
 user's input, all made before anything is trained or written (a refused run leaves DIR as it
-was), and what is printed.
+was), and what is printed. A killed run resumes when the same command is run again (DIR/resume.pt,
+see `train_to_directory`); a second process on the same DIR is refused with one line.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", default="digits", help=f"{DATASET_HELP} (default digits)")
     parser.add_argument("--data-dir", default=None, help="where cifar10-jpeg shards are")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--out", required=True, help="directory for model.pt and train.json")
+    parser.add_argument("--out", required=True,
+                        help="directory for model.pt and train.json (a killed run resumes from DIR/resume.pt)")
     parser.add_argument("--space-preset", default=None,
                         help="check that ARCH belongs to this mnas space preset (demo, full) and use its spelling")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -57,11 +59,11 @@ def _check_space(arch: str, preset: str | None, data: ImageDataset) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from edgenas.data import Augment, load_dataset
-    from edgenas.training.final import CHECKPOINT, train_final, write_checkpoint
+    from edgenas.training.final import CHECKPOINT, RESUME, finished, train_to_directory
     from edgenas.training.loop import TrainConfig
 
     out = Path(args.out)
-    if (out / CHECKPOINT).exists() and not args.force:
+    if finished(out) and not args.force:  # checked again under the lock; here before a slow data load
         raise UserError(f"{out / CHECKPOINT} already exists; choose another --out or pass --force")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, seed=args.seed)
@@ -73,11 +75,12 @@ def _train(args: argparse.Namespace) -> int:
     _, h, w = train_data.shape
     if h != w:
         raise UserError(f"dataset '{args.dataset}' has {h}x{w} images; use square images (folder: --image-size)")
-    model, recipe = train_final(
-        arch, train_data, test_data, config, augment=Augment() if args.no_augment else None,
+    if (out / RESUME).exists() and not args.json:
+        print(f"resuming from {out / RESUME}", flush=True)
+    _, recipe = train_to_directory(
+        out, arch, train_data, test_data, config, force=args.force, augment=Augment() if args.no_augment else None,
         device=args.train_device, dataset=args.dataset, progress=not (args.quiet or args.json),
     )
-    write_checkpoint(out, model, recipe)
     if args.json:
         from edgenas.cli.output import print_json
 

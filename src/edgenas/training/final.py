@@ -8,10 +8,19 @@ settings. The checkpoint (`DIR/model.pt`) holds the state_dict and what the netw
 trained with, so `edgenas export DIR` (and any later user) rebuilds the exact network without the
 search that found it. `DIR/train.json` is the same recipe, readable. Both files are written whole
 or not at all (`edgenas.util.atomic`), so a failure leaves nothing half-written.
+
+`train_to_directory` is the whole job behind `edgenas train`: it holds the directory's writer lock
+(`WriterLock`, one process per directory) and keeps `DIR/resume.pt`, the loop's per-epoch resume
+checkpoint (`EpochCheckpoint`), so a run killed at any moment resumes with the same call after its
+last finished epoch and ends with the same weights, bit for bit on CPU. resume.pt is deleted once
+model.pt and train.json are written: a directory with model.pt and no resume.pt is finished (and
+is not retrained without `force`); one with both was killed while writing its results, and the
+same call finishes it without training again.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +30,20 @@ from torch import nn
 from edgenas.data import Augment, ImageDataset
 from edgenas.errors import UserError
 from edgenas.training.loaders import make_loaders, resolve_device
-from edgenas.training.loop import TrainConfig, evaluate, recalibrate_batchnorm, train
+from edgenas.training.loop import (
+    EpochCheckpoint,
+    TrainConfig,
+    data_fingerprint,
+    evaluate,
+    recalibrate_batchnorm,
+    train,
+)
 from edgenas.util.atomic import torch_save_atomic, write_atomic
+from edgenas.util.lock import WriterLock
 
 CHECKPOINT = "model.pt"
 SUMMARY = "train.json"
+RESUME = "resume.pt"  # the per-epoch resume checkpoint of a training in progress
 FORMAT = "edgenas-model"
 VERSION = 1
 BN_BATCHES = 100  # training batches over which BatchNorm statistics are re-estimated after training
@@ -46,6 +64,15 @@ def build_model(arch: str, resolution: int, num_classes: int, in_channels: int) 
     from edgenas.spaces.mobilenet import build_network
 
     return build_network(arch, network_config(resolution, num_classes, in_channels), resolution)
+
+
+def check_arch(arch: str, data: ImageDataset) -> None:
+    """Refuse (UserError) an architecture that cannot be built for `data`'s images, without building it."""
+    from edgenas.spaces.blockstrings import decode_arch
+    from edgenas.spaces.mobilenet import check_resolution
+
+    resolution = square_resolution(data)
+    check_resolution(decode_arch(arch), network_config(resolution, data.num_classes, data.shape[0]), resolution)
 
 
 def square_resolution(data: ImageDataset) -> int:
@@ -69,6 +96,7 @@ def train_final(
     eval_batch_size: int = EVAL_BATCH_SIZE,
     dataset: str | None = None,
     progress: bool = True,
+    resume_dir: str | Path | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train `arch` on `train_data` per `config`, score it on `test_data`; return (model, recipe).
 
@@ -80,18 +108,28 @@ def train_final(
     after 5 epochs, measured); after a long run this changes little. The returned model is on the
     CPU in eval mode; `recipe` is what `write_checkpoint` stores beside its weights (`dataset`
     names the data in it, default `train_data.name`).
+
+    `resume_dir`: keep the per-epoch resume checkpoint `resume_dir/resume.pt` there and resume from
+    it when it exists (refused with a UserError, before anything is trained, when it belongs to
+    another architecture, data or config). The caller holds the directory's lock.
     """
     from edgenas.util.modelinfo import count_macs, count_params
 
     resolution = square_resolution(train_data)
     c = train_data.shape[0]
+    dataset = train_data.name if dataset is None else dataset
+    augment = Augment.for_dataset(train_data) if augment is None else augment
+    checkpoint = None
+    if resume_dir is not None:
+        checkpoint = EpochCheckpoint(Path(resume_dir) / RESUME,
+                                     training_identity(arch, train_data, config, augment, dataset))
+        checkpoint.load()  # another run's file is refused here, before the slow part
     torch.manual_seed(config.seed)
     model = build_model(arch, resolution, train_data.num_classes, c)
-    augment = Augment.for_dataset(train_data) if augment is None else augment
     loaders = make_loaders(train_data, test_data, config.batch_size, eval_batch_size, augment=augment,
                            device=resolve_device(device), seed=config.seed, channels_last=True,
                            recalibrate=bn_batches > 0)
-    stats = train(model, loaders.train, config, progress=progress, description="training")
+    stats = train(model, loaders.train, config, checkpoint=checkpoint, progress=progress, description="training")
     recalibrated = 0
     if loaders.bn is not None:
         recalibrated = min(len(loaders.bn), bn_batches)
@@ -102,13 +140,58 @@ def train_final(
         "format": FORMAT, "version": VERSION, "arch": arch, "resolution": resolution,
         "num_classes": train_data.num_classes, "in_channels": c, "classes": list(train_data.classes),
         "mean": list(loaders.train.mean), "std": list(loaders.train.std),
-        "dataset": train_data.name if dataset is None else dataset, "train": config.to_dict(),
+        "dataset": dataset, "train": config.to_dict(),
         "train_images": len(train_data), "test_accuracy": test_accuracy, "test_loss": test_loss,
         "test_images": len(test_data), "params": count_params(model),
         "macs": count_macs(model, (1, c, resolution, resolution)), "train_seconds": stats.seconds,
         "final_train_loss": stats.train_loss, "final_train_accuracy": stats.train_accuracy,
         "bn_recalibration_batches": recalibrated,
     }
+    return model, recipe
+
+
+def training_identity(arch: str, train_data: ImageDataset, config: TrainConfig, augment: Augment,
+                      dataset: str) -> dict[str, Any]:
+    """What a resume checkpoint must match to be resumed: everything training depends on (not the
+    device, and not the BatchNorm re-estimation or the test split, which come after it)."""
+    return {
+        "job": "edgenas train", "arch": arch, "dataset": dataset, "train_images": len(train_data),
+        "train_data": data_fingerprint(train_data.images, train_data.labels), "train": config.to_dict(),
+        "augment": asdict(augment),
+    }
+
+
+def finished(out: str | Path) -> bool:
+    """`out` holds a finished training: model.pt, and no resume.pt of a run still writing its results."""
+    out = Path(out)
+    return (out / CHECKPOINT).exists() and not (out / RESUME).exists()
+
+
+def train_to_directory(
+    out: str | Path,
+    arch: str,
+    train_data: ImageDataset,
+    test_data: ImageDataset,
+    config: TrainConfig,
+    *,
+    force: bool = False,
+    **options: Any,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """`train_final` into `out`, resumable and one writer at a time; then `write_checkpoint`.
+
+    Holds `out`'s writer lock for the whole run (a second process is refused with one line);
+    resumes from `out/resume.pt` when it is there (the same settings only); refuses a finished `out`
+    (model.pt without resume.pt) unless `force`. Bad settings are refused before anything is
+    written. `options` are `train_final`'s. Returns what `train_final` returns.
+    """
+    out = Path(out)
+    check_arch(arch, train_data)  # a bad architecture leaves no directory behind
+    with WriterLock.for_directory(out, "training"):
+        if finished(out) and not force:
+            raise UserError(f"{out / CHECKPOINT} already exists; choose another --out or pass --force")
+        model, recipe = train_final(arch, train_data, test_data, config, resume_dir=out, **options)
+        write_checkpoint(out, model, recipe)
+        (out / RESUME).unlink(missing_ok=True)  # finished: model.pt is the result, nothing to resume
     return model, recipe
 
 

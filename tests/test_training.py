@@ -147,7 +147,7 @@ def test_train_is_deterministic_on_cpu(digits8: ImageDataset) -> None:
 def test_a_checkpointed_run_resumes_mid_run_to_the_same_weights_and_stats(digits8: ImageDataset, tmp_path) -> None:
     """The loop's own resume hook: stopped after epoch 2 of a max_steps run whose last epoch is
     partial, resumed from the checkpoint; the caller's extra state comes back with it."""
-    from edgenas.training.loop import EpochCheckpoint
+    from edgenas.training.resume import EpochCheckpoint
 
     data = digits8.subset(200, seed=0)
     config = TrainConfig(epochs=1, max_steps=8, lr=0.05, seed=4)  # 3 + 3 + 2 steps

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from edgenas.training.loop import EpochCheckpoint
+from edgenas.training.resume import EpochCheckpoint
 from killstorm import EDGENAS, ENV, kill_storm, run
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings on one thread

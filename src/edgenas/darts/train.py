@@ -100,7 +100,7 @@ def train_genotype(
     `force`; a second process on `out_dir` is refused while this one runs."""
     from edgenas.data import Augment, BatchLoader, load_dataset
     from edgenas.training import TrainConfig, evaluate, train
-    from edgenas.training.loop import EpochCheckpoint, data_fingerprint
+    from edgenas.training.resume import EpochCheckpoint, data_fingerprint
 
     out = Path(out_dir)
     train_set = train_set if train_set is not None else load_dataset(dataset, "train")

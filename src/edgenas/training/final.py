@@ -30,14 +30,8 @@ from torch import nn
 from edgenas.data import Augment, ImageDataset
 from edgenas.errors import UserError
 from edgenas.training.loaders import make_loaders, resolve_device
-from edgenas.training.loop import (
-    EpochCheckpoint,
-    TrainConfig,
-    data_fingerprint,
-    evaluate,
-    recalibrate_batchnorm,
-    train,
-)
+from edgenas.training.loop import TrainConfig, evaluate, recalibrate_batchnorm, train
+from edgenas.training.resume import EpochCheckpoint, data_fingerprint
 from edgenas.util.atomic import torch_save_atomic, write_atomic
 from edgenas.util.lock import WriterLock
 

@@ -4,10 +4,11 @@ Proxy training (MnasNet search), final training (`edgenas train`) and DARTS' eva
 all call `train`; what differs between them is only a `TrainConfig` and, for DARTS, a `loss_fn`
 (logits + auxiliary logits) and an `epoch_callback` (drop-path schedule, metrics).
 
-Long trainings pass an `EpochCheckpoint`: after every epoch the loop writes its whole state (model,
-optimizer, step counter, RNG states, running stats, the caller's own state) to one file, written
-whole or not at all, and a later `train` with the same checkpoint resumes after the last finished
-epoch, bit for bit on CPU as if it had never stopped. Without one the loop writes nothing.
+Long trainings pass an `EpochCheckpoint` (`edgenas.training.resume`): after every epoch the loop
+writes its whole state (model, optimizer, step counter, RNG states, running stats, the caller's own
+state) to one file, written whole or not at all, and a later `train` with the same checkpoint
+resumes after the last finished epoch, bit for bit on CPU as if it had never stopped. Without one
+the loop writes nothing.
 
 The learning rate follows a cosine from `lr` to `min_lr` over the run's total steps, updated every
 step (so a 200-step proxy run gets the whole schedule, not one epoch's worth of it).
@@ -18,19 +19,17 @@ final training) must re-estimate BatchNorm statistics before `evaluate` reads an
 
 from __future__ import annotations
 
-import json
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
 from edgenas.errors import UserError
+from edgenas.training.resume import EpochCheckpoint, loop_state, restore_loop
 from edgenas.util.progress import TaskBar
 
 LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
@@ -142,154 +141,6 @@ def _loader_device(loader: Any, model: nn.Module) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
-# ---- per-epoch resume ------------------------------------------------------------------------------
-class Resumable(Protocol):
-    """A caller's running state saved with the loop's (e.g. DARTS' per-epoch history): tensors and
-    plain Python values only, so the checkpoint loads with `weights_only=True`."""
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-class EpochCheckpoint:
-    """Where `train` keeps its per-epoch resume state, and what run that state belongs to.
-
-    - `path`: the file (`torch_save_atomic` after every finished epoch; a kill leaves the last
-      whole one). It holds the model's and optimizer's state_dicts, the step and epoch counters
-      (the cosine schedule's position), the torch / loader-generator / Python / CUDA RNG states,
-      the running `TrainStats` and `extra.state_dict()`.
-    - `identity`: plain JSON-like values naming the run (architecture, data, config...). A file of
-      another identity is refused with one line (`UserError`) before anything is trained or written.
-    - `extra`: the caller's own state to save and restore with the loop's (None: nothing).
-
-    `load()` reads the file once (with `weights_only=True`: a run directory may come from someone
-    else) and checks it; call it early to refuse a foreign file before slow work.
-    """
-
-    FORMAT = "edgenas-train-resume"
-    VERSION = 1
-
-    def __init__(self, path: str | Path, identity: dict[str, Any], extra: Resumable | None = None,
-                 what: str = "training") -> None:
-        self.path = Path(path)
-        self.identity = json.loads(json.dumps(identity))  # plain values, compared as saved
-        self.extra = extra
-        self.what = what
-        self._loaded: dict[str, Any] | None = None
-
-    def exists(self) -> bool:
-        return self.path.is_file()
-
-    def load(self) -> dict[str, Any] | None:
-        """The saved state (None when there is no file yet); UserError for a foreign or other run's file."""
-        if self._loaded is not None or not self.exists():
-            return self._loaded
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - an unreadable file is the same answer, whatever broke
-            raise UserError(f"cannot resume from {self.path} ({type(error).__name__}); delete it to start "
-                            f"this {self.what} over, or use another --out") from None
-        if not isinstance(state, dict) or state.get("format") != self.FORMAT:
-            raise UserError(f"{self.path} is not an edgenas resume checkpoint; delete it to start this "
-                            f"{self.what} over, or use another --out")
-        saved = state.get("identity")
-        if saved != self.identity:
-            changed = _differences(saved if isinstance(saved, dict) else {}, self.identity)
-            raise UserError(f"{self.path} belongs to another {self.what} (differs in: {', '.join(changed)}); "
-                            f"rerun with the same options, use another --out, or delete it to start over")
-        self._loaded = state
-        return state
-
-    def save(self, state: dict[str, Any]) -> Path:
-        from edgenas.util.atomic import torch_save_atomic
-
-        state = {"format": self.FORMAT, "version": self.VERSION, "identity": self.identity, **state}
-        if self.extra is not None:
-            state["extra"] = self.extra.state_dict()
-        torch_save_atomic(state, self.path)
-        self._loaded = None  # the file is newer than what was read
-        return self.path
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
-        self._loaded = None
-
-
-def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """The keys (dotted into nested dicts) whose values differ between two identities."""
-    changed = []
-    for key in sorted(set(saved) | set(current)):
-        a, b = saved.get(key), current.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            changed += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            changed.append(f"{prefix}{key}")
-    return changed or ["its format"]
-
-
-def data_fingerprint(*tensors: torch.Tensor) -> str:
-    """A CRC-32 of the tensors' bytes (their images and labels): an identity can name its data
-    without storing it. About 1 s per GB, once per run."""
-    import zlib
-
-    crc = 0
-    for tensor in tensors:
-        array = tensor.detach().cpu().contiguous().numpy()
-        crc = zlib.crc32(array.reshape(-1).view("uint8"), crc)
-    return f"{crc:08x}"
-
-
-def _loader_generator(loader: Any) -> torch.Generator | None:
-    generator = getattr(loader, "generator", None)
-    return generator if isinstance(generator, torch.Generator) else None
-
-
-def _loop_state(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Any, device: torch.device,
-                epoch: int, step: int, steps_per_epoch: int, total: int, stats: TrainStats) -> dict[str, Any]:
-    rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    generator = _loader_generator(loader)
-    if generator is not None:
-        rng["loader"] = generator.get_state()
-    if device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(device)
-    return {
-        "epoch": epoch, "step": step, "steps_per_epoch": steps_per_epoch, "total_steps": total,
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng,
-        "stats": asdict(stats),
-    }
-
-
-def _restore(state: dict[str, Any], checkpoint: EpochCheckpoint, model: nn.Module,
-             optimizer: torch.optim.Optimizer, loader: Any, device: torch.device, steps_per_epoch: int,
-             total: int) -> tuple[int, int, TrainStats]:
-    """Put the saved loop state back; (epochs done, steps done, stats so far)."""
-    if (state.get("steps_per_epoch"), state.get("total_steps")) != (steps_per_epoch, total):
-        raise UserError(
-            f"{checkpoint.path} belongs to another {checkpoint.what} ({state.get('steps_per_epoch')} steps per "
-            f"epoch and {state.get('total_steps')} in all, this one {steps_per_epoch} and {total}); rerun "
-            f"with the same options, use another --out, or delete it to start over")
-    try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
-        generator = _loader_generator(loader)
-        if generator is not None:
-            generator.set_state(rng["loader"])
-        if device.type == "cuda" and "cuda" in rng:
-            torch.cuda.set_rng_state(rng["cuda"], device)
-        if checkpoint.extra is not None:
-            checkpoint.extra.load_state_dict(state["extra"])
-        stats = TrainStats(**state["stats"])
-        return int(state["epoch"]), int(state["step"]), stats
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise UserError(f"cannot resume from {checkpoint.path} ({first}); delete it to start this "
-                        f"{checkpoint.what} over, or use another --out") from None
-
-
 # How often the loss is read back to the host to check it is finite. Reading it every step would
 # make every GPU step wait for the previous one; a NaN found a few steps late fails the run anyway.
 CHECK_EVERY = 10
@@ -338,8 +189,9 @@ def train(
     start_epoch = step = 0
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
-        start_epoch, step, stats = _restore(saved, checkpoint, model, optimizer, loader, device,
-                                            steps_per_epoch, total)
+        start_epoch, step, saved_stats = restore_loop(saved, checkpoint, model, optimizer, loader, device,
+                                                      steps_per_epoch, total)
+        stats = TrainStats(**saved_stats)
     started = time.perf_counter() - stats.seconds  # a resumed run's time includes its earlier part
     bar = TaskBar(description, total - step) if progress and step < total else None
     try:
@@ -382,8 +234,8 @@ def train(
             if epoch_end_callback is not None:
                 epoch_end_callback(epoch, model, stats)
             if checkpoint is not None:
-                checkpoint.save(_loop_state(model, optimizer, loader, device, epoch + 1, step,
-                                            steps_per_epoch, total, stats))
+                checkpoint.save(loop_state(model, optimizer, loader, device, epoch + 1, step,
+                                           steps_per_epoch, total, asdict(stats)))
     finally:
         if bar is not None:
             bar.close()

@@ -158,6 +158,7 @@ def test_darts_train_stopped_after_an_epoch_resumes_to_the_same_weights(tmp_path
 
 # ---- (b) a kill storm --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_kill_storm_on_train_ends_with_the_uninterrupted_weights(uninterrupted, tmp_path):
     out = tmp_path / "stormed"
     seen: list[int] = []

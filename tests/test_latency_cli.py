@@ -73,8 +73,17 @@ def test_missing_extra_names_the_pip_install(tmp_path):
 
 def test_lut_build_then_validate_json_contract(tmp_path, capsys):
     """`lut build` times the layers and fits the correction (refitting it on every build, from
-    cached measurements); `lut validate --json` carries the issue's fields."""
-    common = ["--space", "mnas", "--resolution", "32", "--classes", "10", "--runs", "3", "--warmup", "1",
+    cached measurements); `lut validate --json` carries the issue's fields, and the small LUT it
+    judges is a working one.
+
+    Floors, from what this shared 2-core machine gave (load 1-3.5, mnas at 48 px, 6 networks, 7 runs
+    of this test and of the same commands by hand): Kendall's tau 0.73-1.0, within +-10 % 0.33-0.83,
+    mean error 6-14 %. On the same pairs the raw layer sum (no correction) was 0 % within +-10 %
+    (mean error 37-40 %); a constant has no tau (NaN fails the floor). A LUT this small (4
+    calibration networks) on a busy machine does not do better; test_latency_lut.py holds the
+    tighter floors.
+    """
+    common = ["--space", "mnas", "--resolution", "48", "--classes", "10", "--runs", "3", "--warmup", "1",
               "--cache", str(tmp_path / "c.sqlite")]
     code, out, err = run_cli(["latency", "lut", "build", *common, "--sample", "2", "--calibration", "3", "--json"],
                              capsys)
@@ -88,9 +97,10 @@ def test_lut_build_then_validate_json_contract(tmp_path, capsys):
     again = json.loads(out)
     assert code == 0 and again["timed_now"] == 0 and again["correction"]["n"] == 4, err
 
-    code, out, err = run_cli(["latency", "lut", "validate", *common, "-n", "2", "--calibration", "4", "--json"],
+    code, out, err = run_cli(["latency", "lut", "validate", *common, "-n", "6", "--calibration", "4", "--json"],
                              capsys)
     report = json.loads(out)
     assert code == 0, err
-    assert report["n"] == 2 and report["calibration_archs"] == 4
-    assert 0.0 <= report["within_5pct"] <= report["within_10pct"] <= 1.0 and -1.0 <= report["kendall_tau"] <= 1.0
+    assert report["n"] == 6 == len(report["pairs"]) and report["calibration_archs"] == 4
+    assert report["kendall_tau"] >= 0.4, report
+    assert report["within_10pct"] >= 0.15 and report["mean_abs_pct"] <= 25, report

@@ -113,6 +113,44 @@ def test_adb_pushes_and_runs_benchmark_model_pinned(standins, tflite_file, tmp_p
     assert list((standins / "data/local/tmp/edgenas").iterdir()) == []  # the phone is left clean
 
 
+def test_adb_pins_one_core_by_default_the_phones_highest(standins, tflite_file, monkeypatch):
+    """No --core-mask: one core, the highest-numbered the phone lists (a big core on big.LITTLE),
+    named in the status; benchmark_model runs under exactly that mask."""
+    from edgenas.latency.backends.adb import mask_cores
+
+    _, path = tflite_file
+    install_benchmark_model(standins)
+    backend = get_backend("adb", rounds=1)
+    status = backend.require()
+    assert mask_cores(backend.core_mask) == [7]  # the stand-in phone has cpus 0-7
+    assert status.device == "adb:Standin Phone:phone-1:mask80"
+    assert "pinned to cpu 7 (taskset mask 80)" in status.description
+    [raw] = list(backend.run(TimingJob([TimingItem(path, TINY_SHAPE)], None, warmup=1, runs=2)))
+    assert raw.error is None and raw.where == "adb phone-1 taskset 80"
+    assert set((standins / "taskset.log").read_text().split()) == {"80"}
+
+    # Other phones: a quad core; no readable sysfs list (then nproc); neither (then cpu 7).
+    for cpus, nproc, core in (("0-3", None, 3), ("0-1,2-5", None, 5), ("", "6", 5), ("", "", 7)):
+        monkeypatch.setenv("EDGENAS_STANDIN_CPUS", cpus)
+        if nproc is None:
+            monkeypatch.delenv("EDGENAS_STANDIN_NPROC", raising=False)
+        else:
+            monkeypatch.setenv("EDGENAS_STANDIN_NPROC", nproc)
+        backend = get_backend("adb")
+        status = backend.require()
+        assert mask_cores(backend.core_mask) == [core], (cpus, nproc, backend.core_mask)
+        assert f"pinned to cpu {core} " in status.description
+
+
+def test_adb_core_mask_is_configurable_and_checked(standins, monkeypatch):
+    need_litert()
+    install_benchmark_model(standins)
+    status = get_backend("adb", core_mask="c0").require()
+    assert status.device.endswith(":maskc0") and "pinned to cpus 6,7 (taskset mask c0)" in status.description
+    status = get_backend("adb", core_mask="zz").status()
+    assert not status.usable and "names no core" in status.reason and "--core-mask" in status.fix
+
+
 def test_adb_reports_a_failing_benchmark_as_a_recorded_error(standins, tmp_path):
     need_litert()
     install_benchmark_model(standins)

@@ -97,7 +97,17 @@ def _store_counts(path) -> tuple[int, int]:
     return rows.get("ok", 0) + rows.get("failed", 0), rows.get("running", 0)
 
 
-def test_kill_9_then_resume(tmp_path, nb201_dir):
+def _trial_sequence(path) -> list[tuple]:
+    """(id, arch, status, reward) of every trial, in id order (rewards rounded past float noise)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = db.execute("SELECT id, arch, status, reward FROM trials ORDER BY id").fetchall()
+    finally:
+        db.close()
+    return [(i, arch, status, None if reward is None else round(reward, 9)) for i, arch, status, reward in rows]
+
+
+def test_kill_9_then_resume(tmp_path, nb201_dir, request):
     out = tmp_path / "run"
     command = [
         sys.executable, "-m", "edgenas.cli.main", "search", "--space", "nb201", "--strategy", "ppo",
@@ -106,6 +116,11 @@ def test_kill_9_then_resume(tmp_path, nb201_dir):
         "--strategy-option", "batch_size=4",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # The same command, never interrupted, into another folder (alongside: the evaluations sleep).
+    twin_out = tmp_path / "uninterrupted"
+    twin_command = [*command[: command.index("--out") + 1], str(twin_out), *command[command.index("--out") + 2 :]]
+    twin = subprocess.Popen(twin_command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    request.addfinalizer(lambda: twin.poll() is None and (twin.kill(), twin.wait()))
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     store_path = out / "store.sqlite"
     deadline = time.time() + 120
@@ -138,6 +153,12 @@ def test_kill_9_then_resume(tmp_path, nb201_dir):
     assert all(after[i] == arch for i, arch in before.items())  # finished trials kept as they were
     assert all(after[i] == arch for i, arch in in_flight.items())  # the in-flight one ran again
     assert running_at_kill == len(in_flight)
+
+    # Resuming changed nothing: trial for trial (id -> arch, status, reward) the run is the one the
+    # same command makes uninterrupted.
+    assert twin.wait(timeout=180) == 0, twin.stderr.read().decode()
+    twin.stderr.close()
+    assert _trial_sequence(store_path) == _trial_sequence(twin_out / "store.sqlite")
 
     report = subprocess.run(
         [sys.executable, "-m", "edgenas.cli.main", "runs", "show", str(out), "--json"],

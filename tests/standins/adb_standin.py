@@ -5,6 +5,10 @@ path $EDGENAS_STANDIN_ROOT/data/x). Attached serials come from $EDGENAS_STANDIN_
 (comma-separated; empty: no device). `shell taskset MASK .../benchmark_model --graph=... ...` runs
 the .tflite file with the LiteRT interpreter on this machine and prints what TFLite's
 benchmark_model prints; the binary counts as installed when its file exists under the root.
+The phone's cores are $EDGENAS_STANDIN_CPUS (a kernel CPU list, default `0-7`; empty: the sysfs file
+cannot be read) and `nproc` says $EDGENAS_STANDIN_NPROC (default: how many that list names; empty:
+no nproc); taskset refuses a mask that names none of them, as Android's does, and every taskset
+command's mask is appended to $EDGENAS_STANDIN_ROOT/taskset.log.
 Only the commands the adb backend uses are understood; anything else fails like a real error.
 """
 
@@ -20,6 +24,15 @@ from pathlib import Path
 
 ROOT = Path(os.environ.get("EDGENAS_STANDIN_ROOT", "/tmp/edgenas-standin-phone"))
 DEVICES = [d for d in os.environ.get("EDGENAS_STANDIN_DEVICES", "standin-0").split(",") if d]
+CPUS = os.environ.get("EDGENAS_STANDIN_CPUS", "0-7")
+
+
+def cpu_numbers(cpu_list: str) -> set[int]:
+    cores: set[int] = set()
+    for part in filter(None, cpu_list.split(",")):
+        low, _, high = part.partition("-")
+        cores.update(range(int(low), int(high or low) + 1))
+    return cores
 
 
 def local(remote: str) -> Path:
@@ -142,9 +155,25 @@ def shell(words: list[str]) -> int:
         for path in (a for a in args if not a.startswith("-")):
             local(path).unlink(missing_ok=True)
         return 0
+    if command == "cat" and args == ["/sys/devices/system/cpu/possible"]:
+        if not CPUS:
+            return fail(f"cat: {args[0]}: Permission denied")
+        print(CPUS)
+        return 0
+    if command == "nproc":
+        count = os.environ.get("EDGENAS_STANDIN_NPROC", str(len(cpu_numbers(CPUS))))
+        if not count:
+            return fail("/system/bin/sh: nproc: inaccessible or not found", 127)
+        print(count)
+        return 0
     if command == "taskset":
         mask, binary, flags = args[0], args[1], args[2:]
-        int(mask, 16)  # a bad mask fails as taskset would
+        ROOT.mkdir(parents=True, exist_ok=True)
+        with open(ROOT / "taskset.log", "a") as log:
+            log.write(mask + "\n")
+        value = int(mask, 16)  # a bad mask fails as taskset would
+        if not any(value >> core & 1 for core in cpu_numbers(CPUS or "0-7")):
+            return fail(f"taskset: sched_setaffinity: {mask}: Invalid argument")
         if not binary.endswith("benchmark_model"):
             return fail(f"/system/bin/sh: {binary}: not supported by the stand-in", 127)
         return benchmark_model(binary, flags)

@@ -55,7 +55,7 @@ def _device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="ssh: user@board (or EDGENAS_SSH_HOST)")
     parser.add_argument("--remote-python", default=None, help="ssh: the board's python (default python3)")
     parser.add_argument("--serial", default=None, help="adb: device serial (default: the only one)")
-    parser.add_argument("--core-mask", default=None, help="adb: taskset core mask (default f0)")
+    parser.add_argument("--core-mask", default=None, help="adb: taskset core mask (default: the phone's highest-numbered core, one core)")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -161,7 +161,7 @@ def _estimator(args: argparse.Namespace):
 def _lut_build(args: argparse.Namespace) -> int:
     import random
 
-    from edgenas.latency.lut import space_layers
+    from edgenas.latency.lut import network_like_order, space_layers
     from edgenas.util.lock import WriterLock
 
     estimator = _estimator(args)
@@ -174,9 +174,10 @@ def _lut_build(args: argparse.Namespace) -> int:
         lut = estimator.make_lut()
         if args.sample:
             rng = random.Random(0)
-            specs = [s for _ in range(args.sample) for s in lut.layers(estimator.space.sample(rng))]
+            archs = [estimator.space.sample(rng) for _ in range(args.sample)]
+            specs = network_like_order([s for arch in archs for s in lut.layers(arch)])
         else:
-            specs = space_layers(estimator.space)
+            specs = space_layers(estimator.space)  # dealt by network_like_order already
         todo = lut.missing(specs)
         with progress_bar() as progress:
             task = progress.add_task("timing layers", total=len(todo))

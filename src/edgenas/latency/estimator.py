@@ -18,7 +18,7 @@ from edgenas.errors import UserError
 from edgenas.latency.backends import get_backend
 from edgenas.latency.cache import LatencyCache, Where
 from edgenas.latency.errors import LatencyError
-from edgenas.latency.lut import LatencyLUT, accuracy_report, network_like_order
+from edgenas.latency.lut import LatencyLUT, accuracy_report
 from edgenas.latency.measurement import Measurement
 from edgenas.latency.protocol import Measurer
 from edgenas.latency.settings import LatencySettings
@@ -116,7 +116,9 @@ class LatencyEstimator:
         """
         rng = random.Random(f"validation-{seed}")
         stored = self.lut.correction or {}
-        held_out = set(stored.get("archs") or self.calibration_sample(self.calibration_archs))
+        # A correction stored without its networks (older versions) was fitted on the first
+        # `n` of the calibration stream: the stored count, not today's setting.
+        held_out = set(stored.get("archs") or self.calibration_sample(int(stored.get("n") or self.calibration_archs)))
         archs: list[str] = []
         for _ in range(100 * n):
             if len(archs) == n:
@@ -137,7 +139,7 @@ class LatencyEstimator:
         archs = self.validation_sample(n, seed)
         # Missing layers are timed dealt like any other networks' (as the full build does), not in
         # passes cut from these very networks: that would imitate the network being predicted.
-        lut.fill(network_like_order(lut.missing(spec for arch in archs for spec in lut.layers(arch))))
+        lut.fill_dealt(archs)
         measured, predicted = [], []
         for arch in archs:
             measured.append(self.measure(arch).latency_ms)

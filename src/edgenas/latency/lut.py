@@ -118,6 +118,12 @@ class LatencyLUT:
                 progress(len(chunk))
         return len(todo)
 
+    def fill_dealt(self, archs: Iterable[str], progress: Callable[[int], None] | None = None) -> int:
+        """Time the missing layers of these networks dealt by `network_like_order` over all of
+        them (as the full build deals the space's), not network by network; returns how many."""
+        return self.fill(network_like_order(self.missing(spec for arch in archs for spec in self.layers(arch))),
+                         progress)
+
     def _prepare(self, spec: LayerSpec) -> TimingItem:
         try:
             return self.measurer.prepare(spec.build(self.config).eval(), spec.input_shape)
@@ -154,6 +160,10 @@ class LatencyLUT:
         """
         if len(archs) != len(measured_ms) or not archs:
             raise LatencyError("calibration needs at least one end-to-end measurement per architecture")
+        # Their missing layers are timed dealt like any other networks' (as the full build and
+        # `LatencyEstimator.validate` do), not in passes cut from these very networks: the
+        # correction must be fitted on layer sums made the way the predicted networks' are.
+        self.fill_dealt(archs)
         features = [self.features(arch) for arch in archs]
         self.correction = {**fit_correction(features, measured_ms), "archs": list(archs), "fitted": time.time()}
         self.cache.put_correction(self.name, self.where, self.correction)

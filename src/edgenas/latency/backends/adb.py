@@ -5,6 +5,16 @@ timed in `rounds` rounds that alternate the candidate and the reference (B A B A
 granularity of one benchmark_model call each); the per-round typical times are the samples.
 The phone must have the `benchmark_model` binary (from TensorFlow's releases) at `benchmark_model`.
 benchmark_model times one model per call, so LUT layers are timed alone here, not in passes.
+
+Which core: one, as MnasNet measured. By default the highest-numbered core the phone has (read
+from /sys/devices/system/cpu/possible, else `nproc`, when the backend first probes the phone): on
+big.LITTLE and DynamIQ phones the cores are numbered little cluster first, so the last one is a big
+(or the prime) core: cpu 7 on the usual 4+4 and 1+3+4 eight-core layouts, cpu 3 on a 2+2 quad such as
+the Pixel 1's Snapdragon 821. Not a mask of the whole big cluster (the old default `f0`): the
+scheduler then moves the benchmark between cores of different caches and, on tri-cluster phones,
+different speeds. Where neither file nor `nproc` answers, cpu 7 (`80`); `core_mask` (`--core-mask`)
+picks any other mask. The device key names the mask (`adb:<model>:<serial>:mask80`), so figures
+from different cores are never mixed in the cache.
 """
 
 from __future__ import annotations
@@ -24,18 +34,44 @@ from edgenas.latency.errors import LatencyError
 
 DEFAULT_BENCHMARK_MODEL = "/data/local/tmp/benchmark_model"
 DEFAULT_REMOTE_DIR = "/data/local/tmp/edgenas"
+FALLBACK_CORE = 7  # when the phone says nothing about its cores: the big core of 4+4 / 1+3+4 layouts
+
+
+def mask_cores(mask: str) -> list[int]:
+    """The cores a taskset mask (hex, e.g. `80` or `0x80`) names: `80` -> [7], `f0` -> [4, 5, 6, 7]."""
+    value = int(mask, 16)
+    if value <= 0:
+        return []
+    return [core for core in range(value.bit_length()) if value >> core & 1]
+
+
+def mask_of_core(core: int) -> str:
+    """The taskset mask (hex, no prefix) of one core: 7 -> `80`."""
+    return f"{1 << core:x}"
+
+
+def highest_core(cpu_list: str) -> int | None:
+    """The highest core in a kernel CPU list such as `0-7` or `0-3,6,7`; None if it is not one."""
+    cores = []
+    for part in cpu_list.strip().split(","):
+        low, _, high = part.strip().partition("-")
+        if not (low.isdigit() and (not high or high.isdigit())):
+            return None
+        cores.append(int(high or low))
+    return max(cores) if cores else None
 
 
 class AdbBackend(Backend):
     name = "adb"
     suffix = ".tflite"
-    description = "Android phone over adb: TFLite benchmark_model, 1 thread, taskset core mask"
+    description = ("Android phone over adb: TFLite benchmark_model, 1 thread, pinned by taskset to one core "
+                   "(default: the phone's highest-numbered, a big core)")
     times_in_passes = False
 
     def __init__(
         self,
         serial: str | None = None,
-        core_mask: str = "f0",
+        core_mask: str | None = None,
         benchmark_model: str = DEFAULT_BENCHMARK_MODEL,
         remote_dir: str = DEFAULT_REMOTE_DIR,
         rounds: int = 3,
@@ -43,7 +79,7 @@ class AdbBackend(Backend):
         timeout: float = 600.0,
     ) -> None:
         self.serial = serial
-        self.core_mask = core_mask
+        self.core_mask = core_mask  # None: the phone's highest-numbered core, found on the first probe
         self.benchmark_model = benchmark_model
         self.remote_dir = remote_dir.rstrip("/")
         self.rounds = max(1, rounds)
@@ -107,14 +143,35 @@ class AdbBackend(Backend):
         if check.returncode != 0 or "No such file" in check.stdout + check.stderr:
             return self._unusable(f"{self.benchmark_model} is missing on {self.serial}",
                                   f"push TFLite's benchmark_model binary: adb push benchmark_model {self.benchmark_model}")
+        if self.core_mask is None:
+            self.core_mask = mask_of_core(self._highest_core())
+        try:
+            cores = mask_cores(self.core_mask)
+        except ValueError:
+            cores = []
+        if not cores:
+            return self._unusable(f"core mask '{self.core_mask}' names no core",
+                                  "pass a hexadecimal taskset mask, e.g. --core-mask 80 for cpu 7")
         model = self._adb("shell", "getprop", "ro.product.model").stdout.strip() or "android"
         release = self._adb("shell", "getprop", "ro.build.version.release").stdout.strip() or "?"
+        pinned = f"cpu {cores[0]}" if len(cores) == 1 else f"cpus {','.join(map(str, cores))}"
         return BackendStatus(
             self.name, True,
             device=f"adb:{model}:{self.serial}:mask{self.core_mask}",
             runtime=f"benchmark_model {self.benchmark_model} (Android {release})",
-            description=self.description,
+            description=f"{self.description}; pinned to {pinned} (taskset mask {self.core_mask})",
         )
+
+    def _highest_core(self) -> int:
+        """The phone's highest-numbered core: from the kernel's CPU list, else `nproc`, else cpu 7."""
+        listed = self._adb("shell", "cat", "/sys/devices/system/cpu/possible")
+        core = highest_core(listed.stdout) if listed.returncode == 0 else None
+        if core is None:
+            counted = self._adb("shell", "nproc")
+            words = counted.stdout.split()
+            if counted.returncode == 0 and words and words[0].isdigit() and int(words[0]) > 0:
+                core = int(words[0]) - 1
+        return FALLBACK_CORE if core is None else core
 
     def prepare(self, model: nn.Module, input_shape: Sequence[int], path: Path) -> Path:
         return export_tflite(model, input_shape, path)

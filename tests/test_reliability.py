@@ -247,3 +247,68 @@ def test_kill_storm_on_a_tiny_mnas_proxy_search_loses_and_doubles_nothing(tmp_pa
     final = run(_mnas_search(out, cache))
     assert final.returncode == 0, final.stderr
     assert _trials(store) == expected
+
+
+@pytest.mark.slow
+def test_a_phone_unplugged_mid_search_fails_its_trials_with_the_reason_and_the_search_goes_on(
+        tmp_path, monkeypatch, capsys):
+    """The adb backend through its real transport, against the stand-in `adb` on PATH (no phone is
+    attached to these machines): after two trials the phone disappears from `adb devices`."""
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    from conftest import run_cli
+    from edgenas.latency.estimator import make_latency_estimator
+    from edgenas.latency.settings import LatencySettings
+    from edgenas.search.loop import run_search
+    from edgenas.search.objectives import make_objective
+    from edgenas.search.store import Store
+    from edgenas.spaces import fitted_space
+    from edgenas.spaces.mnas import BaseStage
+    from edgenas.strategies import make_strategy
+    from edgenas.training.loop import TrainConfig
+    from edgenas.training.proxy import ProxyConfig, ProxyTrainingEvaluator
+    from latency_helpers import FAST, need_litert
+
+    need_litert()
+    standins = Path(__file__).parent / "standins"
+    phone = tmp_path / "phone"
+    monkeypatch.setenv("PATH", f"{standins}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("EDGENAS_STANDIN_PYTHON", sys.executable)
+    monkeypatch.setenv("EDGENAS_STANDIN_ROOT", str(phone))
+    monkeypatch.setenv("EDGENAS_STANDIN_DEVICES", "phone-1")
+    (phone / "data/local/tmp").mkdir(parents=True)
+    (phone / "data/local/tmp/benchmark_model").write_text("stand-in binary")
+
+    space = fitted_space("mnas", (1, 28, 28), 10, base_stages=(BaseStage(8, 1, 2), BaseStage(16, 1, 2)),
+                         ops=("dsconv", "mbconv3"), kernels=(3, 5), width_multipliers=(1.0,), layer_deltas=(0,))
+    estimator = make_latency_estimator(space, LatencySettings(backend="adb", protocol=FAST, reference=None,
+                                                              cache=str(tmp_path / "latency.sqlite")))
+    proxy = ProxyTrainingEvaluator(ProxyConfig(dataset="digits", subset=100, device="cpu",
+                                               train=TrainConfig(max_steps=2, batch_size=32)), space,
+                                   latency=estimator)
+
+    class Unplugged:
+        """The proxy evaluator; the phone is unplugged after its second evaluation."""
+
+        calls = 0
+
+        def evaluate(self, arch):
+            if Unplugged.calls == 2:
+                monkeypatch.setenv("EDGENAS_STANDIN_DEVICES", "")
+            Unplugged.calls += 1
+            return proxy.evaluate(arch)
+
+    with Store.create_or_resume(tmp_path / "run", {"test": "unplugged"}) as store:
+        outcome = run_search(space, make_strategy("random", space, seed=0), Unplugged(),
+                             make_objective("mnas-soft", target_ms=1.0), 4, store=store, seed=0)
+    estimator.close()
+    statuses = [t.status for t in outcome.trials]
+    assert statuses == ["ok"] * 2 + ["failed"] * 2, [t.error for t in outcome.trials]
+    assert all(t.latency_ms > 0 for t in outcome.trials[:2])
+    assert all("latency:" in t.error and "adb" in t.error for t in outcome.trials[2:]), [t.error for t in outcome.trials]
+    code, out, _err = run_cli(["latency", "backends", "--json"], capsys)
+    adb = next(b for b in json.loads(out)["backends"] if b["name"] == "adb")
+    assert code == 0 and not adb["usable"] and adb["reason"] == "no adb device is attached"

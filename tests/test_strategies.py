@@ -1,5 +1,7 @@
 """Strategies: controller sampling and log-probabilities, the PPO clipped objective, PPO and
-REINFORCE on a toy problem with a known optimum, evolution's aging, state round trips."""
+REINFORCE on a toy problem with a known optimum, what only PPO does (the clip over several epochs,
+ratios kept near the clip range at its defaults, the approximate-KL early stop), the diagnostics
+the search loop stores per trial, evolution's aging, state round trips."""
 
 from __future__ import annotations
 
@@ -13,10 +15,14 @@ import torch
 from torch import nn
 
 from edgenas.errors import UserError
+from edgenas.evaluators.base import TrialResult
+from edgenas.search.loop import run_search
+from edgenas.search.objectives import make_objective
+from edgenas.search.store import Store
 from edgenas.spaces.base import Decision, SearchSpace
 from edgenas.strategies import PPO, RegularizedEvolution, Reinforce, make_strategy
 from edgenas.strategies.controller import ControllerPolicy
-from edgenas.strategies.policy_gradient import ppo_clipped_loss
+from edgenas.strategies.policy_gradient import approx_kl, ppo_clipped_loss
 
 
 class GridSpace(SearchSpace):
@@ -43,6 +49,14 @@ class GridSpace(SearchSpace):
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings on one thread
+
+# "Near the clip range": the ratios p_new / p_old of a batch after an update at PPO's defaults
+# (benchmarks/nb201_strategies.py tunes under the same bounds), for 95 % of the updates; none
+# outside the outer bounds; the approximate KL of an update at most KL_BOUND (target 0.01: the
+# stop is checked before each epoch, so the last step may overshoot it).
+RATIO_BOUNDS = (0.5, 2.0)
+OUTER_BOUNDS = (0.2, 5.0)
+KL_BOUND = 0.2
 
 
 # ---- the controller ------------------------------------------------------------------------------
@@ -144,6 +158,181 @@ def test_ppo_update_favours_the_rewarded_architecture():
     after = [strategy.policy.evaluate(torch.tensor([[i, 0]]))[0].item() for i in range(5)]
     assert after[0] > before[0]  # the rewarded architecture became more likely
     assert all(after[i] < before[i] for i in (1, 2, 3))
+
+
+# ---- what only PPO does --------------------------------------------------------------------------
+def _parameters(strategy) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in strategy.policy.parameters()]
+
+
+def _log_prob(strategy, indices) -> float:
+    with torch.no_grad():
+        return float(strategy.policy.evaluate(torch.tensor([list(indices)]))[0][0])
+
+
+def _tell_off_policy(strategy, told: list[tuple[str, float, float]]) -> None:
+    """One batch whose samples were drawn by a policy other than the current one: for each
+    (arch, reward, ratio) the behaviour log-probability is set so that p_now / p_then = ratio."""
+    for arch, _, ratio in told:
+        now = _log_prob(strategy, strategy.space.indices_from_arch(arch))
+        strategy.pending[arch] = [now - math.log(ratio)]
+    for arch, reward, _ in told:
+        strategy.tell(arch, reward)
+
+
+@pytest.mark.parametrize("cls", [PPO, Reinforce])
+def test_clipped_multi_epoch_update_leaves_samples_past_the_clip_alone(cls):
+    # The rewarded sample is already twice as likely as when it was drawn (ratio 2 > 1 + clip), the
+    # punished one half as likely (0.5 < 1 - clip): the clipped surrogate has nothing left to gain
+    # from either, so ten epochs of PPO leave every weight exactly where it was. A REINFORCE step
+    # has no clip: it pushes the rewarded architecture further up regardless.
+    space = GridSpace((5, 5))
+    extra = {"epochs": 10, "target_kl": None} if cls is PPO else {}
+    strategy = cls(space, seed=1, batch_size=2, lr=0.05, hidden_size=8, entropy_weight=0.0,
+                   normalize_advantages=False, **extra)
+    before, p_good = _parameters(strategy), _log_prob(strategy, (1, 2))
+    _tell_off_policy(strategy, [("1-2", 1.0, 2.0), ("3-0", 0.0, 0.5)])
+    assert strategy.updates == 1
+    unchanged = all(torch.equal(a, b) for a, b in zip(before, _parameters(strategy)))
+    if cls is PPO:
+        assert unchanged and strategy.diagnostics()["epochs"] == 10
+        assert strategy.diagnostics()["ratio_max"] == pytest.approx(2.0, rel=1e-4)
+    else:  # what a REINFORCE step does instead: the test above fails for it
+        assert not unchanged and _log_prob(strategy, (1, 2)) > p_good + 0.01
+
+
+def test_clipped_update_moves_only_samples_inside_the_clip():
+    # Same batch, but the rewarded sample is inside the range (ratio 1.05): now PPO moves, and
+    # it is that sample (the only one with a gradient) that becomes more likely.
+    space = GridSpace((5, 5))
+    strategy = PPO(space, seed=1, batch_size=2, lr=0.01, hidden_size=8, entropy_weight=0.0,
+                   normalize_advantages=False, epochs=3, target_kl=None)
+    p_good = _log_prob(strategy, (1, 2))
+    _tell_off_policy(strategy, [("1-2", 1.0, 1.05), ("3-0", 0.0, 0.5)])
+    assert _log_prob(strategy, (1, 2)) > p_good
+    assert strategy.diagnostics()["ratio_max"] > 1.05
+
+
+def _toy_search(strategy, asks: int, optimum=(2, 0, 3, 1, 4, 0), seed: int = 0) -> list[dict]:
+    """Ask/tell on a noisy six-decision toy (NAS-Bench-201's shape); the diagnostics of every update."""
+    rng = random.Random(seed)
+    seen, updates = {}, []
+    for _ in range(asks):
+        c = strategy.ask()
+        reward = seen.setdefault(c.arch, _optimum_reward(c.indices, optimum) + rng.gauss(0, 0.05))
+        before = strategy.updates
+        strategy.tell(c.arch, reward)
+        if strategy.updates > before:
+            updates.append(strategy.diagnostics())
+    return updates
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_ppo_ratios_stay_near_the_clip_range_at_the_defaults(seed):
+    space = GridSpace((5,) * 6)
+    updates = _toy_search(PPO(space, seed=seed), 400)
+    assert len(updates) == 80
+    inside = [RATIO_BOUNDS[0] <= u["ratio_min"] and u["ratio_max"] <= RATIO_BOUNDS[1] for u in updates]
+    assert sum(inside) >= 0.95 * len(updates)
+    assert all(OUTER_BOUNDS[0] <= u["ratio_min"] and u["ratio_max"] <= OUTER_BOUNDS[1] for u in updates)
+    assert max(u["approx_kl"] for u in updates) <= KL_BOUND
+    # The old defaults (lr 0.03, four epochs, no KL stop) were no trust region: on the same toy
+    # their ratios leave even the outer bounds by far.
+    old = _toy_search(PPO(space, seed=seed, lr=0.03, epochs=4, target_kl=None, entropy_weight=0.1), 400)
+    assert (max(u["ratio_max"] for u in old) > 5 * OUTER_BOUNDS[1]
+            or min(u["ratio_min"] for u in old) < OUTER_BOUNDS[0] / 5)
+
+
+def test_kl_early_stop_ends_the_epochs_where_the_kl_passed_its_target():
+    space = GridSpace((5,) * 6)
+    target = 0.005
+    updates = _toy_search(PPO(space, seed=3, epochs=10, lr=0.01, target_kl=target), 200)
+    assert any(u["kl_stop"] for u in updates) and not any(u["halvings"] for u in updates)
+    for u in updates:
+        if u["kl_stop"]:
+            # The step that crossed the limit is kept (no backtracking): the KL left is past it.
+            assert u["approx_kl"] > 1.5 * target
+        else:  # all ten epochs ran and the KL never passed the limit
+            assert u["epochs"] == 10 and u["approx_kl"] <= 1.5 * target
+    # A vanishing target stops every update after its first step, and no target never stops.
+    assert all(u["epochs"] == 1 and u["kl_stop"] for u in _toy_search(PPO(space, seed=3, target_kl=1e-12), 50))
+    assert all(u["epochs"] == 4 and not u["kl_stop"]
+               for u in _toy_search(PPO(space, seed=3, epochs=4, target_kl=None), 50))
+    with pytest.raises(UserError, match="target_kl"):
+        PPO(space, target_kl=0.0)
+    with pytest.raises(UserError, match="backtrack"):
+        PPO(space, target_kl=None, backtrack=True)
+
+
+def test_backtracking_keeps_every_update_under_the_kl_limit_at_any_learning_rate():
+    # At lr 0.1 one Adam step moves the policy far past the limit; the KL stop alone keeps that
+    # step, the backtracking line search shrinks it until the batch's KL is back under the limit.
+    space = GridSpace((5,) * 6)
+    target = 0.01
+    plain = _toy_search(PPO(space, seed=2, lr=0.1, target_kl=target), 200)
+    assert max(u["approx_kl"] for u in plain) > 5 * 1.5 * target
+    backtracked = _toy_search(PPO(space, seed=2, lr=0.1, target_kl=target, backtrack=True), 200)
+    assert all(u["approx_kl"] <= 1.5 * target + 1e-6 for u in backtracked)
+    assert all(u["kl_stop"] and u["halvings"] >= 1 for u in backtracked)
+    # It still learns: the optimum's probability rose from the initial policy's.
+    strategy = PPO(space, seed=2, lr=0.1, target_kl=target, backtrack=True)
+    optimum = (2, 0, 3, 1, 4, 0)
+    before = _log_prob(strategy, optimum)
+    _toy_search(strategy, 200, optimum)
+    assert _log_prob(strategy, optimum) > before + 1.0
+
+
+def test_approx_kl_estimator():
+    # On policy it is zero. Its mean over samples of p is KL(p || q) exactly (E_p[r] = 1); with p
+    # uniform over two outcomes, the two outcomes once each are such a sample: p = (1/2, 1/2),
+    # q = (0.8, 0.2), KL = 1/2 ln(0.5 / 0.8) + 1/2 ln(0.5 / 0.2).
+    assert approx_kl(torch.zeros(5)) == 0.0
+    log_ratio = torch.tensor([math.log(0.8 / 0.5), math.log(0.2 / 0.5)])
+    assert approx_kl(log_ratio) == pytest.approx(0.5 * math.log(0.5 / 0.8) + 0.5 * math.log(0.5 / 0.2), rel=1e-6)
+    assert approx_kl(log_ratio) == pytest.approx(0.2231, abs=1e-4)
+
+
+# ---- diagnostics stored by the search loop -------------------------------------------------------
+class ToyEvaluator:
+    """Scores a GridSpace architecture by how many decisions match an optimum; 1 ms latency."""
+
+    def __init__(self, optimum: tuple[int, ...]) -> None:
+        self.optimum = optimum
+
+    def evaluate(self, arch: str) -> TrialResult:
+        indices = tuple(int(x) for x in arch.split("-"))
+        return TrialResult(accuracy=_optimum_reward(indices, self.optimum), latency_ms=1.0, metrics={"own": 1})
+
+
+@pytest.mark.parametrize("name", ["ppo", "random"])
+def test_the_loop_stores_diagnostics_and_repeat_rate_with_each_trial(name, tmp_path):
+    space = GridSpace((3, 3, 3))
+    evaluator, objective = ToyEvaluator((2, 0, 1)), make_objective("accuracy")
+    options = {"hidden_size": 8} if name == "ppo" else {}
+    counts = []
+    for budget in (6, 12):  # the second run resumes the first: the counts go on, not from zero
+        with Store.create_or_resume(tmp_path, {"budget": budget}, mutable=("budget",)) as store:
+            outcome = run_search(space, make_strategy(name, space, seed=4, **options), evaluator, objective,
+                                 budget, store=store)
+            counts.append((outcome.asks, outcome.repeats))
+    trials = outcome.trials
+    assert len(trials) == 12 and all(t.metrics["own"] == 1 for t in trials)
+    search = [t.metrics["search"] for t in trials]
+    assert [s["asks"] for s in search] == sorted(s["asks"] for s in search)
+    assert search[-1]["asks"] == sum(a for a, _ in counts) and search[-1]["repeats"] == sum(r for _, r in counts)
+    for s in search:
+        assert s["repeat_rate"] == pytest.approx(s["repeats"] / s["asks"])
+    assert search[-1]["repeats"] > 0  # 12 of 27 architectures: some proposals were repeats
+    if name == "random":
+        assert all("strategy" not in t.metrics for t in trials)
+        return
+    diagnostics = [t.metrics["strategy"] for t in trials]
+    # One ask, one tell (one evaluation at a time): after a trial, the updates made are the
+    # proposals so far in whole batches of 5, counted on across the resume.
+    assert [d["updates"] for d in diagnostics] == [s["asks"] // 5 for s in search]
+    last = diagnostics[-1]
+    assert {"entropy", "entropy_share", "ratio_min", "ratio_max", "approx_kl", "epochs", "kl_stop"} <= set(last)
+    assert last["entropy_share"] == pytest.approx(last["entropy"] / math.log(27))
 
 
 # ---- evolution ---------------------------------------------------------------------------------

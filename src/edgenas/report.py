@@ -1,4 +1,7 @@
-"""Reports of a search run, read from its store: the Pareto plot, the reward curve, a table.
+"""Reports of a search run, read from its store: the Pareto plot, the reward curve, a table, and
+how the strategy behaved over the search (a controller's policy entropy, the repeat rate: the
+share of proposals that were architectures already evaluated), from what the loop stores with
+each trial (`metrics["strategy"]`, `metrics["search"]`).
 
 Why from the store only: a report must work on a finished run, a running one, or one that was
 killed, on another machine, without the search's process. Everything it shows is a row there.
@@ -24,6 +27,7 @@ class ReportFiles:
     pareto_png: Path
     reward_png: Path
     markdown: Path
+    strategy_png: Path | None = None  # entropy and repeat rate over the search (None: nothing recorded)
 
 
 def target_ms(config: dict[str, Any]) -> float | None:
@@ -35,7 +39,8 @@ def target_ms(config: dict[str, Any]) -> float | None:
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> ReportFiles:
-    """Write pareto.png, reward_curve.png and report.md for the run in `run_dir`."""
+    """Write pareto.png, reward_curve.png, strategy.png (when the trials carry the loop's
+    diagnostics) and report.md for the run in `run_dir`."""
     with Store.open_existing(run_dir) as store:
         trials = store.trials()
         front = store.pareto()
@@ -44,11 +49,64 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
     out = Path(out_dir) if out_dir is not None else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = target_ms(config)
-    files = ReportFiles(out / "pareto.png", out / "reward_curve.png", out / "report.md")
+    dynamics = search_dynamics(trials)
+    files = ReportFiles(out / "pareto.png", out / "reward_curve.png", out / "report.md",
+                        out / "strategy.png" if dynamics else None)
     _plot_pareto(trials, front, target, files.pareto_png)
     _plot_rewards(trials, files.reward_png)
-    files.markdown.write_text(_markdown(config, trials, front, counts, target))
+    if files.strategy_png is not None:
+        _plot_dynamics(dynamics, files.strategy_png)
+    files.markdown.write_text(_markdown(config, trials, front, counts, target, dynamics))
     return files
+
+
+def search_dynamics(trials: list[TrialRecord]) -> list[dict[str, Any]]:
+    """One row per finished trial that carries the loop's diagnostics, in the order they finished:
+    `trial` (1, 2, ... in that order), `id`, `asks`, `repeats`, `repeat_rate` (over the run so far),
+    `window_repeat_rate` (of the proposals since the previous finished trial) and whatever the
+    strategy reported (`entropy`, `entropy_share`, `ratio_min`, `ratio_max`, `approx_kl`, `epochs`,
+    `updates` for the controllers)."""
+    recorded = [t for t in trials if t.status != "running" and isinstance(t.metrics.get("search"), dict)]
+    recorded.sort(key=lambda t: (t.metrics["search"].get("asks", 0), t.finished or 0.0, t.id))
+    rows: list[dict[str, Any]] = []
+    previous_asks = previous_repeats = 0
+    for k, t in enumerate(recorded, start=1):
+        search = t.metrics["search"]
+        asks, repeats = int(search.get("asks", 0)), int(search.get("repeats", 0))
+        new_asks = asks - previous_asks
+        window = (repeats - previous_repeats) / new_asks if new_asks > 0 else 0.0
+        strategy = t.metrics.get("strategy") if isinstance(t.metrics.get("strategy"), dict) else {}
+        rows.append({"trial": k, "id": t.id, "asks": asks, "repeats": repeats,
+                     "repeat_rate": float(search.get("repeat_rate", 0.0)), "window_repeat_rate": window,
+                     **strategy})
+        previous_asks, previous_repeats = asks, repeats
+    return rows
+
+
+def _plot_dynamics(rows: list[dict[str, Any]], path: Path) -> None:
+    """Policy entropy (share of the uniform policy's) and repeat rate over the search."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    xs = [r["trial"] for r in rows]
+    ax.plot(xs, [r["repeat_rate"] for r in rows], "-", color="tab:red", label="repeat rate (run so far)")
+    # The proposals between two finished trials, smoothed over about an eighth of the run.
+    window = max(1, len(rows) // 8)
+    asks = [0] + [r["asks"] for r in rows]
+    repeats = [0] + [r["repeats"] for r in rows]
+    windowed = []
+    for i in range(1, len(asks)):
+        j = max(0, i - window)
+        n = asks[i] - asks[j]
+        windowed.append((repeats[i] - repeats[j]) / n if n else 0.0)
+    ax.plot(xs, windowed, ":", color="tab:red", label=f"repeat rate (last {window} trials)")
+    entropy = [(r["trial"], r["entropy_share"]) for r in rows if isinstance(r.get("entropy_share"), (int, float))]
+    if entropy:
+        ax.plot([e[0] for e in entropy], [e[1] for e in entropy], "-", color="tab:blue",
+                label="policy entropy / uniform's")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("trial (in the order they finished)")
+    ax.set_ylabel("share")
+    ax.set_title("strategy over the search")
+    _save(fig, ax, path)
 
 
 def _ok(trials: list[TrialRecord]) -> list[TrialRecord]:
@@ -103,7 +161,7 @@ def _cell(text: str) -> str:
 
 
 def _markdown(config: dict[str, Any], trials: list[TrialRecord], front: list[TrialRecord],
-              counts: dict[str, int], target: float | None) -> str:
+              counts: dict[str, int], target: float | None, dynamics: list[dict[str, Any]]) -> str:
     lines = ["# Search report", ""]
     lines.append(f"- trials: {counts.get('ok', 0)} completed, {counts.get('failed', 0)} failed, "
                  f"{counts.get('running', 0)} in flight")
@@ -124,5 +182,42 @@ def _markdown(config: dict[str, Any], trials: list[TrialRecord], front: list[Tri
     if failed:
         lines += ["", "## Failed trials", "", "| arch | reason |", "|---|---|"]
         lines += [f"| {_cell(t.arch)} | {(t.error or '').splitlines()[0] if t.error else ''} |" for t in failed]
+    lines += _dynamics_table(dynamics)
     lines += ["", "![Pareto front](pareto.png)", "", "![Reward curve](reward_curve.png)", ""]
+    if dynamics:
+        lines += ["![Strategy over the search](strategy.png)", ""]
     return "\n".join(lines)
+
+
+def _number(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+
+
+def _dynamics_table(rows: list[dict[str, Any]], points: int = 10) -> list[str]:
+    """About `points` rows, evenly over the search, the last trial always among them."""
+    if not rows:
+        return []
+    step = max(1, round(len(rows) / points))
+    picked = rows[step - 1:: step]
+    if picked[-1] is not rows[-1]:
+        picked.append(rows[-1])
+    lines = ["", "## Strategy over the search", "",
+             "Repeat rate: the share of proposals that were architectures already evaluated (or in "
+             "flight), which cost no evaluation; near 1 the strategy has stopped exploring. Entropy: "
+             "of the controller's policy (nats; share of the uniform policy's), with the probability "
+             "ratios p_new / p_old of its last update's batch, the approximate KL and the epochs run.",
+             "", "| trial | proposals | repeat rate (so far) | repeat rate (since last row) | entropy (nats) | "
+             "entropy share | updates | ratio min | ratio max | approx KL | epochs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    previous_asks = previous_repeats = 0
+    for r in picked:
+        new = r["asks"] - previous_asks
+        since = (r["repeats"] - previous_repeats) / new if new > 0 else 0.0
+        lines.append(
+            f"| {r['trial']} | {r['asks']} | {r['repeat_rate']:.2f} | {since:.2f} | {_number(r.get('entropy'), '.2f')} | "
+            f"{_number(r.get('entropy_share'), '.2f')} | {_number(r.get('updates'), 'd')} | "
+            f"{_number(r.get('ratio_min'), '.3f')} | {_number(r.get('ratio_max'), '.3f')} | "
+            f"{_number(r.get('approx_kl'), '.4f')} | {_number(r.get('epochs'), 'd')} |"
+        )
+        previous_asks, previous_repeats = r["asks"], r["repeats"]
+    return lines

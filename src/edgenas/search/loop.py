@@ -12,12 +12,19 @@ row has converged, and the search stops early, saying so.
 
 Where the trials are written is a `TrialLog`: the SQLite `Store` of a run directory, or the
 in-memory `MemoryLog` when no store is given (benchmarks running thousands of searches).
+
+What the strategy says of itself is kept with each finished trial, in its metrics (the store's
+schema stays as it is): `metrics["strategy"]` is `strategy.diagnostics()` right after it was told
+the result (a controller's entropy, ratio range and KL of its latest update; nothing for a strategy
+with no diagnostics), and `metrics["search"]` the run's proposals so far (`asks`), how many were
+of architectures already evaluated or in flight (`repeats`) and their share (`repeat_rate`), counted
+over the whole run, across resumes (the counts travel in the checkpoint).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgenas.errors import UserError
@@ -77,12 +84,15 @@ def run_search(
 
     state = log.load_checkpoint()
     deferred: dict[str, int] = {}
+    run_asks = run_repeats = 0  # over the whole run, resumes included (this process's: asks, repeats)
     if state is not None:
         strategy.load_state_dict(state["strategy"])
         deferred = {arch: int(n) for arch, n in state["deferred"].items()}
+        run_asks, run_repeats = int(state.get("asks", 0)), int(state.get("repeats", 0))
 
     def checkpoint() -> dict[str, Any]:
-        return {"strategy": strategy.state_dict(), "deferred": dict(deferred)}
+        return {"strategy": strategy.state_dict(), "deferred": dict(deferred), "asks": run_asks,
+                "repeats": run_repeats}
 
     ckpt = checkpoint if persist else None
     known: dict[str, TrialRecord] = {t.arch: t for t in log.trials() if t.status != "running"}
@@ -116,14 +126,17 @@ def run_search(
             ):
                 candidate = strategy.ask()
                 asks += 1
+                run_asks += 1
                 arch = candidate.arch
                 if arch in known:
                     repeats += 1
+                    run_repeats += 1
                     repeats_in_a_row += 1
                     tell(arch, known[arch])
                     continue
                 if arch in in_flight.values():
                     repeats += 1
+                    run_repeats += 1
                     repeats_in_a_row += 1
                     deferred[arch] = deferred.get(arch, 0) + 1
                     continue
@@ -145,7 +158,9 @@ def run_search(
                     dict(done.result.metrics), done.result.error, seed,
                 )
                 tell(arch, record, 1 + deferred.pop(arch, 0))
-                log.finish_trial(done.trial_id, done.result, reward, done.seconds, checkpoint=ckpt)
+                record.metrics.update(_diagnostics(strategy, run_asks, run_repeats))
+                result = replace(done.result, metrics=dict(record.metrics))
+                log.finish_trial(done.trial_id, result, reward, done.seconds, checkpoint=ckpt)
                 known[arch] = record
                 finished += 1
                 if progress:
@@ -162,3 +177,14 @@ def run_search(
         resumed_trials=resumed,
         best=best_trial(trials),
     )
+
+
+def _diagnostics(strategy: Strategy, asks: int, repeats: int) -> dict[str, Any]:
+    """What is stored beside a finished trial's own metrics: the strategy's diagnostics and the
+    run's repeat rate so far."""
+    extra: dict[str, Any] = {"search": {"asks": asks, "repeats": repeats,
+                                        "repeat_rate": repeats / asks if asks else 0.0}}
+    diagnostics = strategy.diagnostics()
+    if diagnostics:
+        extra["strategy"] = dict(diagnostics)
+    return extra

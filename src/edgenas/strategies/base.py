@@ -65,6 +65,12 @@ class Strategy(ABC):
         """The hyperparameters that define this strategy (recorded in the run's config)."""
         return {}
 
+    def diagnostics(self) -> dict[str, Any]:
+        """How the strategy is doing now, as plain JSON values (e.g. a controller's entropy and
+        the ratio range of its last update); the search loop stores it with every finished trial
+        (`metrics["strategy"]`). Optional: strategies with nothing to say keep this empty default."""
+        return {}
+
 
 def _rng_state(rng: random.Random) -> list[Any]:
     version, internal, gauss = rng.getstate()

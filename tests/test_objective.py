@@ -73,3 +73,23 @@ def test_hypervolume_by_hand():
     assert hypervolume_2d([(1.0, 0.5), (2.0, 0.8)], 4.0, 0.2) == pytest.approx(1.5)
     assert hypervolume_2d([], 4.0, 0.0) == 0.0
     assert math.isfinite(hypervolume_2d([(0.0, 1.0)], 1.0, 0.0))
+
+
+def test_absolute_reward_by_hand_punishes_both_sides_of_the_target():
+    objective = make_objective("mnas-abs", 10.0)
+    slow = objective.reward(TrialResult(accuracy=0.8, latency_ms=15.0))
+    fast = objective.reward(TrialResult(accuracy=0.8, latency_ms=5.0))
+    on_target = objective.reward(TrialResult(accuracy=0.8, latency_ms=10.0))
+    assert on_target == pytest.approx(0.8)
+    assert slow == pytest.approx(0.8 - 0.07 * 0.5) and fast == pytest.approx(0.8 - 0.07 * 0.5)
+    soft = make_objective("mnas-soft", 10.0)  # MnasNet's reward prefers the faster one; TuNAS's does not
+    assert soft.reward(TrialResult(accuracy=0.8, latency_ms=5.0)) > 0.8
+    assert make_objective("mnas-abs", 10.0, beta=-1.0).reward(TrialResult(accuracy=0.8, latency_ms=20.0)) == \
+        pytest.approx(-0.2)
+    assert objective.reward(TrialResult.failed("boom")) is None
+
+
+@pytest.mark.parametrize("alpha, beta, fragment", [(0.1, None, "no --alpha"), (None, 0.5, "negative --beta")])
+def test_absolute_reward_refuses_what_it_cannot_mean(alpha, beta, fragment):
+    with pytest.raises(UserError, match=fragment):
+        make_objective("mnas-abs", 10.0, alpha, beta)

@@ -19,7 +19,7 @@ from edgenas.util.threads import configure_threads
 # Command group -> its `register(subparsers)`, in the order `edgenas --help` lists them.
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     name: lazy(f"edgenas.cli.{name}", "register")
-    for name in ("space", "model", "search", "runs", "report", "data", "latency", "darts", "demo", "train", "export")
+    for name in ("space", "model", "search", "runs", "report", "data", "latency", "darts", "supernet", "demo", "train", "export")
 }
 
 

@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-augment", action="store_true", help="no random crop/flip")
     parser.add_argument("--train-device", default="auto", help="auto (cuda if present), cpu, cuda:0 ...")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-from", default=None, metavar="SUPERNET_DIR",
+                        help="start from the weights ARCH inherits from a trained supernet (edgenas supernet train)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing DIR/model.pt")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -80,6 +82,7 @@ def _train(args: argparse.Namespace) -> int:
     _, recipe = train_to_directory(
         out, arch, train_data, test_data, config, force=args.force, augment=Augment() if args.no_augment else None,
         device=args.train_device, dataset=args.dataset, progress=not (args.quiet or args.json),
+        init_from=args.init_from,
     )
     if args.json:
         from edgenas.cli.output import print_json

@@ -15,6 +15,8 @@ import functools
 from typing import TYPE_CHECKING
 
 from edgenas.data import load_dataset
+from edgenas.errors import UserError
+from edgenas.evaluators import oneshot
 from edgenas.evaluators.base import EvaluatorSetup
 from edgenas.latency.settings import LatencySettings, add_latency_options
 from edgenas.spaces.mnas_choices import CHOICE_TYPES, SPACE_PRESETS, mnas_space_for, space_choices
@@ -28,8 +30,18 @@ LATENCY_PREFIX = "latency-"  # `--latency-runs` etc.: `--runs` would read as tra
 LATENCY_FLAGS = ("backend", "mode", "threads", "runs", "warmup", "cache")
 
 
+EVALUATOR_KINDS = ("proxy", "oneshot")
+
+
 def add_options(parser: argparse.ArgumentParser) -> None:
-    """The mnas flags: proxy training, the space's preset and choice lists, latency."""
+    """The mnas flags: how candidates are scored (proxy training or a supernet's inherited
+    weights), the space's preset and choice lists, latency."""
+    parser.add_argument("--evaluator", choices=EVALUATOR_KINDS, default="proxy",
+                        help="mnas: score candidates by proxy training (default) or with the weights they "
+                             "inherit from a trained supernet (oneshot, needs --supernet)")
+    parser.add_argument("--supernet", default=None, metavar="DIR",
+                        help="mnas oneshot: a directory of edgenas supernet train")
+    oneshot.add_options(parser)
     add_proxy_training_options(parser)
     parser.add_argument("--space-preset", default=None, choices=sorted(SPACE_PRESETS),
                         help="mnas: full MnasNet space, or the narrowed demo space (default full)")
@@ -40,6 +52,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def setup(args: argparse.Namespace) -> EvaluatorSetup:
     """Data loaded and space, proxy and latency settings checked once, before anything is written."""
+    if getattr(args, "evaluator", "proxy") == "oneshot":
+        return oneshot.setup(args, LATENCY_PREFIX)
+    if getattr(args, "supernet", None):
+        raise UserError("--supernet is read by --evaluator oneshot; add it, or drop --supernet")
     spec = args.dataset or "digits"
     dataset = load_dataset(spec, "train", args.data_dir)
     preset = args.space_preset or "full"

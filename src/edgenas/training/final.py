@@ -91,6 +91,7 @@ def train_final(
     dataset: str | None = None,
     progress: bool = True,
     resume_dir: str | Path | None = None,
+    init_from: str | Path | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train `arch` on `train_data` per `config`, score it on `test_data`; return (model, recipe).
 
@@ -106,6 +107,9 @@ def train_final(
     `resume_dir`: keep the per-epoch resume checkpoint `resume_dir/resume.pt` there and resume from
     it when it exists (refused with a UserError, before anything is trained, when it belongs to
     another architecture, data or config). The caller holds the directory's lock.
+
+    `init_from`: a trained supernet's directory; the network starts from the weights it inherits
+    there (`Supernet.extract`) instead of a random initialisation (`inherited_weights` checks it).
     """
     from edgenas.util.modelinfo import count_macs, count_params
 
@@ -116,10 +120,12 @@ def train_final(
     checkpoint = None
     if resume_dir is not None:
         checkpoint = EpochCheckpoint(Path(resume_dir) / RESUME,
-                                     training_identity(arch, train_data, config, augment, dataset))
+                                     training_identity(arch, train_data, config, augment, dataset, init_from))
         checkpoint.load()  # another run's file is refused here, before the slow part
     torch.manual_seed(config.seed)
     model = build_model(arch, resolution, train_data.num_classes, c)
+    if init_from is not None:
+        model.load_state_dict(inherited_weights(init_from, arch, train_data))
     loaders = make_loaders(train_data, test_data, config.batch_size, eval_batch_size, augment=augment,
                            device=resolve_device(device), seed=config.seed, channels_last=True,
                            recalibrate=bn_batches > 0)
@@ -141,18 +147,36 @@ def train_final(
         "final_train_loss": stats.train_loss, "final_train_accuracy": stats.train_accuracy,
         "bn_recalibration_batches": recalibrated,
     }
+    if init_from is not None:
+        recipe["init_from"] = str(init_from)
     return model, recipe
 
 
 def training_identity(arch: str, train_data: ImageDataset, config: TrainConfig, augment: Augment,
-                      dataset: str) -> dict[str, Any]:
+                      dataset: str, init_from: str | Path | None = None) -> dict[str, Any]:
     """What a resume checkpoint must match to be resumed: everything training depends on (not the
     device, and not the BatchNorm re-estimation or the test split, which come after it)."""
-    return {
+    identity = {
         "job": "edgenas train", "arch": arch, "dataset": dataset, "train_images": len(train_data),
         "train_data": data_fingerprint(train_data.images, train_data.labels), "train": config.to_dict(),
         "augment": asdict(augment),
     }
+    if init_from is not None:
+        identity["init_from"] = str(Path(init_from).resolve())
+    return identity
+
+
+def inherited_weights(supernet_dir: str | Path, arch: str, train_data: ImageDataset) -> dict[str, torch.Tensor]:
+    """The state_dict `arch` inherits from the supernet in `supernet_dir`; UserError when that is no
+    supernet, when it was trained for other images (shape, classes) or `arch` is not one of its paths."""
+    from edgenas.supernet.training import load_supernet
+
+    supernet, record = load_supernet(supernet_dir)
+    if tuple(record["shape"]) != tuple(train_data.shape) or int(record["classes"]) != train_data.num_classes:
+        c, h, w = record["shape"]
+        raise UserError(f"the supernet in {supernet_dir} was trained on {record['classes']} classes of {c}x{h}x{w} "
+                        f"images, not this dataset's; drop --init-from or train a supernet on this dataset")
+    return supernet.extract(supernet.blocks(arch)).state_dict()
 
 
 def finished(out: str | Path) -> bool:
@@ -180,6 +204,8 @@ def train_to_directory(
     """
     out = Path(out)
     check_arch(arch, train_data)  # a bad architecture leaves no directory behind
+    if options.get("init_from") is not None:  # so does a bad supernet, or an arch outside it
+        inherited_weights(options["init_from"], arch, train_data)
     with WriterLock.for_directory(out, "training"):
         if finished(out) and not force:
             raise UserError(f"{out / CHECKPOINT} already exists; choose another --out or pass --force")

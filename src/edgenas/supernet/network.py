@@ -1,0 +1,227 @@
+"""The MnasNet supernet: one network that holds every architecture of an MnasNet space as a path.
+
+Why this shape (single-path one-shot with Once-for-All's elastic dimensions):
+
+- every layer position of the largest configuration (each block at its most layers) holds the
+  weights of the block choices at that position, at the widest input and output a path can give
+  it; a block with fewer layers skips its trailing positions (depth), a narrower block uses the
+  first channels of the widest weights (width), a 3x3 kernel is the centre of the 5x5 (kernel);
+- `sharing="shared"` keeps one set of weights per ConvOp kind (regular conv, depthwise separable,
+  inverted bottleneck) at each position: an MBConv3 is the first half of the MBConv6's expansion,
+  a block without squeeze-excite leaves the SE weights out. Each weight is trained by many more
+  of the paths than with separate weights, which matters when the supernet trains for minutes on
+  a CPU, not days on TPUs. `sharing="separate"` gives every op x kernel x SE choice weights of its
+  own (single-path one-shot's original form); which ranks better is measured in
+  docs/bench/supernet.md;
+- a path runs through the project's own blocks: the network of the architecture is built once
+  on the meta device (`space.build`, no memory, no initialisation) and called with views of the
+  supernet's tensors (`torch.func.functional_call`), so the supernet and a stand-alone network of
+  the same string cannot compute different things, and gradients reach the shared weights through
+  the views. `extract` copies the same views into a real network.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from edgenas.blocks import ConvBnAct
+from edgenas.errors import UserError
+from edgenas.spaces.blockstrings import BlockArgs
+from edgenas.spaces.mnas import MnasSpace, op_to_block
+from edgenas.spaces.mobilenet import MobileNet, make_layer, walk_layers
+
+SHARING_MODES = ("shared", "separate")
+
+
+@dataclass(frozen=True)
+class Position:
+    """One layer position of the largest configuration: its block, its index in the block, its
+    stride, and the widest input and output any path gives it."""
+
+    stage: int
+    index: int
+    stride: int
+    max_in: int
+    max_out: int
+
+
+def _body_key(block_type: str, expansion: float, kernel: int, se_ratio: float, sharing: str) -> str:
+    """Which weights of a position a layer uses (a ModuleDict key: no dots)."""
+    if sharing == "shared":
+        return block_type
+    return f"{block_type}_e{expansion:g}_k{kernel}_se{se_ratio:g}".replace(".", "p")
+
+
+class SuperLayer(nn.Module):
+    """The weights of one position: a body per key, and the pooling skip's projection (shared by
+    every body) where a path can change width at this position."""
+
+    def __init__(self, bodies: dict[str, nn.Module], skip_project: nn.Module | None) -> None:
+        super().__init__()
+        self.bodies = nn.ModuleDict(bodies)
+        self.skip_project = skip_project
+
+
+class Supernet(nn.Module):
+    """Stem, the positions' weights, head and classifier of an MnasNet space; paths through it."""
+
+    def __init__(self, space: MnasSpace, sharing: str = "shared", cache_size: int = 64) -> None:
+        super().__init__()
+        if sharing not in SHARING_MODES:
+            raise UserError(f"unknown weight sharing '{sharing}'; choose one of {', '.join(SHARING_MODES)}")
+        self.space = space
+        self.sharing = sharing
+        config = space.config
+        net = config.network
+        self.stem = ConvBnAct(net.in_channels, net.stem_channels, 3, net.stem_stride, act=net.act, norm=net.norm)
+        self.positions: list[Position] = []
+        self.offsets: list[int] = []  # the first position of each block
+        layers = []
+        previous_widths = [net.stem_channels]
+        for stage, base in enumerate(config.base_stages):
+            widths = [space.width(base, w) for w in config.width_multipliers]
+            depth = base.repeats + max(space.block_decisions(stage)[5].choices)
+            self.offsets.append(len(self.positions))
+            for index in range(depth):
+                inputs = previous_widths if index == 0 else widths
+                position = Position(stage, index, base.stride if index == 0 else 1, max(inputs), max(widths))
+                self.positions.append(position)
+                changes_width = any(i != o for i in inputs for o in widths)
+                layers.append(self._make_layer(position, changes_width))
+            previous_widths = widths
+        self.layers = nn.ModuleList(layers)
+        self.head = ConvBnAct(max(previous_widths), net.head_channels, 1, act=net.act, norm=net.norm)
+        self.dropout = nn.Dropout(net.dropout)
+        self.classifier = nn.Linear(net.head_channels, net.num_classes)
+        self._skeletons: OrderedDict[str, MobileNet] = OrderedDict()
+        self._cache_size = cache_size
+
+    # ---- construction -----------------------------------------------------------------------
+    def _make_layer(self, position: Position, changes_width: bool) -> SuperLayer:
+        config = self.space.config
+        bodies: dict[str, nn.Module] = {}
+        for op in config.ops:
+            block_type, expansion = op_to_block(op)
+            for kernel in config.kernels:
+                for se in config.se_ratios:
+                    key = _body_key(block_type, expansion, kernel, se, self.sharing)
+                    if key in bodies:
+                        continue
+                    if self.sharing == "shared":  # the widest of every elastic dimension
+                        expansion = max(op_to_block(o)[1] for o in config.ops if op_to_block(o)[0] == block_type)
+                        kernel, se = max(config.kernels), max(config.se_ratios)
+                    args = BlockArgs(block_type, 1, kernel, position.stride, position.max_out,
+                                     expansion=expansion, se_ratio=float(se), skip="none")
+                    bodies[key] = make_layer(args, position.max_in, position.stride, config.network).body
+        project = None
+        if changes_width and "pool" in config.skips:
+            net = config.network
+            project = ConvBnAct(position.max_in, position.max_out, 1, act=None, norm=net.norm)
+        return SuperLayer(bodies, project)
+
+    # ---- paths ------------------------------------------------------------------------------
+    def blocks(self, arch: str | Sequence[BlockArgs]) -> list[BlockArgs]:
+        """The blocks of `arch`, checked to lie in the supernet's space (UserError naming the field)."""
+        if isinstance(arch, str):
+            return self.space.parse(arch)
+        return self.space.blocks_from_indices(self.space.indices_from_blocks(list(arch)))
+
+    def path_sources(self, blocks: Sequence[BlockArgs]) -> dict[str, str]:
+        """For each parameter and buffer name of the path's stand-alone network, the name of the
+        supernet tensor it is a view of."""
+        sources: dict[str, str] = {}
+        net = self.space.config.network
+        index_in_stage: dict[int, int] = {}
+        keys: dict[tuple[int, int], tuple[int, str]] = {}
+        for layer in walk_layers(blocks, net):
+            j = index_in_stage.get(layer.stage, 0)
+            index_in_stage[layer.stage] = j + 1
+            a = layer.args
+            keys[(layer.stage, j)] = (self.offsets[layer.stage] + j,
+                                      _body_key(a.block_type, a.expansion, a.kernel, a.se_ratio, self.sharing))
+        for name in _skeleton_names(self.skeleton(blocks)):
+            parts = name.split(".")
+            if parts[0] == "stages":
+                position, key = keys[(int(parts[1]), int(parts[2]))]
+                rest = ".".join(parts[4:])
+                if parts[3] == "body":
+                    sources[name] = f"layers.{position}.bodies.{key}.{rest}"
+                else:  # skip.project.<...>: the pooling skip's projection
+                    sources[name] = f"layers.{position}.skip_project.{'.'.join(parts[5:])}"
+            else:
+                sources[name] = name
+        return sources
+
+    def path_tensors(self, arch: str | Sequence[BlockArgs]) -> dict[str, torch.Tensor]:
+        """The path's parameters and buffers as views of the supernet's (gradients flow back)."""
+        blocks = self.blocks(arch) if isinstance(arch, str) else list(arch)
+        skeleton = self.skeleton(blocks)
+        own = dict(self.named_parameters())
+        own.update(self.named_buffers())
+        shapes = {name: t.shape for name, t in list(skeleton.named_parameters()) + list(skeleton.named_buffers())}
+        return {name: _crop(own[source], shapes[name]) for name, source in self.path_sources(blocks).items()}
+
+    def skeleton(self, blocks: Sequence[BlockArgs]) -> MobileNet:
+        """The path's stand-alone network on the meta device (shapes only), cached by string."""
+        from edgenas.spaces.blockstrings import encode_arch
+
+        key = encode_arch(list(blocks))
+        skeleton = self._skeletons.get(key)
+        if skeleton is None:
+            with torch.device("meta"):
+                skeleton = self.space.build(list(blocks))
+            self._skeletons[key] = skeleton
+            if len(self._skeletons) > self._cache_size:
+                self._skeletons.popitem(last=False)
+        else:
+            self._skeletons.move_to_end(key)
+        return skeleton
+
+    def forward_path(self, arch: str | Sequence[BlockArgs], images: torch.Tensor) -> torch.Tensor:
+        """The logits of one path: its stand-alone network run on views of the supernet's weights.
+        BatchNorm in training mode updates the supernet's running statistics through the views."""
+        blocks = self.blocks(arch) if isinstance(arch, str) else list(arch)
+        skeleton = self.skeleton(blocks)
+        skeleton.train(self.training)
+        return functional_call(skeleton, self.path_tensors(blocks), (images,))
+
+    def extract(self, arch: str | Sequence[BlockArgs]) -> MobileNet:
+        """The path as a stand-alone network with its inherited weights copied in (for fine-tuning,
+        export, or scoring): `space.build(arch)` with the supernet's views loaded."""
+        blocks = self.blocks(arch) if isinstance(arch, str) else list(arch)
+        device = next(self.parameters()).device
+        with torch.device("meta"):
+            model = self.space.build(blocks)
+        model = model.to_empty(device=device)
+        model.load_state_dict({name: t.detach() for name, t in self.path_tensors(blocks).items()})
+        return model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover - paths only
+        raise TypeError("a supernet has no forward of its own; call forward_path(arch, images)")
+
+
+def _skeleton_names(model: nn.Module) -> list[str]:
+    return [name for name, _ in model.named_parameters()] + [name for name, _ in model.named_buffers()]
+
+
+def _crop(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """A view of `tensor` with `shape`: the leading slice of channel dimensions, the centre of a
+    convolution kernel's spatial ones (a 3x3 inside a 5x5)."""
+    if tensor.shape == shape:
+        return tensor
+    index = []
+    for dim, (have, want) in enumerate(zip(tensor.shape, shape)):
+        if want > have:
+            raise RuntimeError(f"a path needs {tuple(shape)} from a supernet tensor of {tuple(tensor.shape)}")
+        if tensor.dim() == 4 and dim >= 2:
+            start = (have - want) // 2
+            index.append(slice(start, start + want))
+        else:
+            index.append(slice(0, want))
+    return tensor[tuple(index)]

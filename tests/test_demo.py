@@ -1,8 +1,10 @@
-"""`edgenas demo`: a tiny version of the main job through its real code path (PPO, soft reward,
-proxy training on the embedded digits, measured ONNX Runtime latency, the store, the printed
-front, the report files), and its resume."""
+"""`edgenas demo`: a tiny version of the main job through its real code path (supernet training on
+the embedded digits, PPO over one-shot scores with LUT latency from ONNX Runtime, the store, the
+front measured end to end and printed beside the prediction, the report files), and its resume."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -13,53 +15,48 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings o
 
 
 def _demo(out, cache, capsys, budget=3):
-    args = ["demo", "--out", out, "--budget", budget, "--proxy-subset", "200", "--proxy-steps", "2",
-            "--latency-runs", "3", "--latency-cache", cache, "--quiet"]
+    args = ["demo", "--out", out, "--budget", budget, "--supernet-epochs", "1", "--subset", "300",
+            "--latency-runs", "3", "--latency-calibration", "2", "--latency-cache", cache, "--quiet"]
     code = main([str(a) for a in args])
     stdout, stderr = capsys.readouterr()
     return code, stdout, stderr
 
 
-def test_tiny_demo_searches_prints_the_front_and_resumes(tmp_path, capsys):
+def test_tiny_demo_trains_a_supernet_searches_measures_the_front_and_resumes(tmp_path, capsys):
     out, cache = tmp_path / "demo", tmp_path / "latency.sqlite"
     code, stdout, stderr = _demo(out, cache, capsys)
     assert code == 0, stderr
-    assert "edgenas search --space mnas --space-preset demo --dataset digits --strategy ppo" in stderr
+    assert "edgenas supernet train --space-preset demo --dataset digits" in stderr
+    assert "edgenas search --space mnas --evaluator oneshot" in stderr
 
-    with Store.open_existing(out) as store:
+    with Store.open_existing(out / "search") as store:
         trials = store.trials()
         front = store.pareto()
         config = store.config
     assert len(trials) == 3 and all(t.status == "ok" for t in trials)
-    assert config["space"] == "mnas" and config["strategy"] == "ppo"
-    assert config["objective"]["alpha"] == config["objective"]["beta"] == -0.07
-    assert config["evaluator"]["dataset"] == "digits" and config["evaluator"]["space_preset"] == "demo"
-    assert config["evaluator"]["latency"]["backend"] == "onnxruntime"
-    assert config["evaluator"]["latency"]["threads"] == 1
+    assert config["strategy"] == "ppo" and config["objective"]["alpha"] == config["objective"]["beta"] == -0.07
+    assert config["evaluator"]["evaluator"] == "oneshot"
+    assert config["evaluator"]["latency"]["mode"] == "lut" and config["evaluator"]["latency"]["backend"] == "onnxruntime"
 
-    # The printed table is the store's front, fastest first, with accuracy, latency and params.
-    assert "Pareto front" in stdout
-    lines = stdout.splitlines()
-    rows = []
-    for trial in front:
-        # A row: the first block beside the figures, then one block per line below it.
-        blocks = trial.arch.split()
-        first = next(i for i, line in enumerate(lines)
-                     if f"{trial.latency_ms:.3f}" in line and f"{trial.metrics['params']:,}" in line)
-        arch_cells = [line.split("\u2502")[1].strip() for line in lines[first:first + len(blocks)]]
-        assert arch_cells == blocks
-        rows.append(first)
-    assert rows == sorted(rows)
+    # The front is measured end to end: front.json holds the LUT's prediction beside a measurement.
+    measured = json.loads((out / "search" / "front.json").read_text())
+    assert [r["arch"] for r in measured] == [t.arch for t in front]
+    assert all(r["predicted_ms"] == t.latency_ms for r, t in zip(measured, front))
+    assert all(r["measured_ms"] > 0 and r["measured_ms"] != r["predicted_ms"] for r in measured)
+    assert "Pareto front" in stdout and f"{measured[0]['measured_ms']:.3f}" in stdout
+    assert front[0].arch.split()[0] in stdout
     for name in ("report.md", "pareto.png", "reward_curve.png"):
-        assert (out / name).stat().st_size > 0
-    assert front[0].arch in (out / "report.md").read_text()
+        assert (out / "search" / name).stat().st_size > 0
 
-    # Rerunning resumes: nothing is evaluated again, the same front is printed.
+    # Rerunning resumes: the supernet is not trained again, nothing is evaluated again.
+    weights = (out / "supernet" / "supernet.pt").stat().st_mtime_ns
     code, again, stderr = _demo(out, cache, capsys)
     assert code == 0, stderr
-    with Store.open_existing(out) as store:
+    assert "using the trained supernet" in stderr
+    assert (out / "supernet" / "supernet.pt").stat().st_mtime_ns == weights
+    with Store.open_existing(out / "search") as store:
         assert [(t.id, t.arch, t.accuracy) for t in store.trials()] == [(t.id, t.arch, t.accuracy) for t in trials]
-    assert again.count("Pareto front") == 1 and f"{front[-1].latency_ms:.3f}" in again
+    assert again.count("Pareto front") == 1
 
 
 def test_demo_bad_budget_is_one_line(tmp_path, capsys):

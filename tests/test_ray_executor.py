@@ -231,3 +231,18 @@ def test_mnas_search_cli_on_ray_measures_latency_through_the_actor(tmp_path, cap
     assert [t.status for t in trials] == ["ok", "ok"], [t.error for t in trials]
     for trial in trials:
         assert trial.latency_ms > 0 and trial.metrics["latency"]["source"] == "measured"
+
+
+def test_oneshot_trials_on_ray_match_in_process(tmp_path, ray_cluster):
+    """The one-shot evaluator travels to Ray workers without its tensors (each reloads the supernet
+    directory) and scores exactly as in this process."""
+    from edgenas.evaluators.oneshot import OneShotEvaluator
+    from edgenas.supernet.training import SupernetSettings, train_supernet
+    from test_supernet import TINY_SETTINGS
+
+    train_supernet(tmp_path / "supernet", SupernetSettings(**TINY_SETTINGS), progress=False)
+    ray_trials = search(tmp_path / "ray", RayExecutor(slots=2, cpus_per_trial=1), OneShotEvaluator(tmp_path / "supernet"))
+    local_trials = search(tmp_path / "local", InProcessExecutor(1), OneShotEvaluator(tmp_path / "supernet"))
+    assert [t.status for t in ray_trials] == ["ok"] * 4, [t.error for t in ray_trials]
+    by_arch = {t.arch: t.accuracy for t in local_trials}
+    assert {t.arch: t.accuracy for t in ray_trials} == by_arch

@@ -88,6 +88,11 @@ class OneShotEvaluator:
         self._load()
 
     @property
+    def space(self) -> Any:
+        """The supernet's space (what a strategy over this evaluator samples)."""
+        return self._load().supernet.space
+
+    @property
     def supernet(self) -> Any:
         return self._load().supernet
 

@@ -106,24 +106,29 @@ class Supernet(nn.Module):
     def _make_layer(self, position: Position, changes_width: bool) -> SuperLayer:
         config = self.space.config
         bodies: dict[str, nn.Module] = {}
-        for op in config.ops:
-            block_type, expansion = op_to_block(op)
-            for kernel in config.kernels:
-                for se in config.se_ratios:
-                    key = _body_key(block_type, expansion, kernel, se, self.sharing)
-                    if key in bodies:
-                        continue
-                    if self.sharing == "shared":  # the widest of every elastic dimension
-                        expansion = max(op_to_block(o)[1] for o in config.ops if op_to_block(o)[0] == block_type)
-                        kernel, se = max(config.kernels), max(config.se_ratios)
-                    args = BlockArgs(block_type, 1, kernel, position.stride, position.max_out,
-                                     expansion=expansion, se_ratio=float(se), skip="none")
-                    bodies[key] = make_layer(args, position.max_in, position.stride, config.network).body
+        for block_type, expansion, kernel, se in self._body_shapes():
+            args = BlockArgs(block_type, 1, kernel, position.stride, position.max_out,
+                             expansion=expansion, se_ratio=float(se), skip="none")
+            bodies[_body_key(block_type, expansion, kernel, se, self.sharing)] = \
+                make_layer(args, position.max_in, position.stride, config.network).body
         project = None
         if changes_width and "pool" in config.skips:
-            net = config.network
-            project = ConvBnAct(position.max_in, position.max_out, 1, act=None, norm=net.norm)
+            project = ConvBnAct(position.max_in, position.max_out, 1, act=None, norm=config.network.norm)
         return SuperLayer(bodies, project)
+
+    def _body_shapes(self) -> list[tuple[str, float, int, float]]:
+        """(block type, expansion, kernel, SE ratio) of each weight set a position holds: every
+        op x kernel x SE choice with separate weights; with shared weights one per ConvOp kind, at
+        the widest of its elastic dimensions (largest expansion of the kind, kernel and SE ratio)."""
+        config = self.space.config
+        kinds = [op_to_block(op) for op in config.ops]
+        if self.sharing == "separate":
+            return [(kind, expansion, kernel, float(se)) for kind, expansion in kinds
+                    for kernel in config.kernels for se in config.se_ratios]
+        widest: dict[str, float] = {}
+        for kind, expansion in kinds:
+            widest[kind] = max(expansion, widest.get(kind, expansion))
+        return [(kind, expansion, max(config.kernels), float(max(config.se_ratios))) for kind, expansion in widest.items()]
 
     # ---- paths ------------------------------------------------------------------------------
     def blocks(self, arch: str | Sequence[BlockArgs]) -> list[BlockArgs]:

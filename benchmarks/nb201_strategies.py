@@ -147,6 +147,12 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
     ] + [
         {"lr": 0.01, "target_kl": 0.02, "entropy_weight": 0.03, "epochs": 4, "backtrack": True},
         {"lr": 0.01, "target_kl": 0.05, "entropy_weight": 0.03, "epochs": 10, "backtrack": True},
+    ] + [  # second round, after the first showed the trust-region settings concentrating too slowly
+        {"lr": 0.01, "target_kl": 0.03, "entropy_weight": ent, "epochs": 10, "backtrack": True} for ent in (0.01, 0.03)
+    ] + [
+        {"lr": 0.01, "target_kl": 0.02, "entropy_weight": 0.01, "epochs": 10, "backtrack": True, "batch_size": 3},
+        {"lr": 0.003, "target_kl": 0.01, "entropy_weight": 0.01, "epochs": 10},
+        {"lr": 0.003, "target_kl": 0.01, "entropy_weight": 0.03, "epochs": 10, "batch_size": 3},
     ],
     "reinforce": [
         OLD_DEFAULTS["reinforce"],

@@ -68,7 +68,7 @@ class PolicyGradientStrategy(Strategy):
         seed: int = 0,
         batch_size: int = 5,
         lr: float = 0.01,
-        entropy_weight: float = 0.03,
+        entropy_weight: float = 0.01,
         baseline_decay: float = 0.9,
         hidden_size: int = 100,
         temperature: float = 1.0,
@@ -244,8 +244,8 @@ class Reinforce(PolicyGradientStrategy):
 class PPO(PolicyGradientStrategy):
     """Up to `epochs` passes of the clipped surrogate over each batch, as MnasNet trains its
     controller, stopped early once the approximate KL from the policy the update started from
-    passes `1.5 * target_kl` (None: never stopped); with `backtrack`, the step that passed it is
-    shrunk back under the limit. Defaults: the held-out protocol's choice (docs/bench/nb201.md)."""
+    passes `1.5 * target_kl` (None: never stopped, nor backtracked); with `backtrack`, the step
+    that passed it is shrunk back under the limit. Defaults: the held-out protocol's choice (docs/bench/nb201.md)."""
 
     name = "ppo"
 
@@ -255,19 +255,19 @@ class PPO(PolicyGradientStrategy):
         seed: int = 0,
         epochs: int = 10,
         clip: float = 0.2,
-        target_kl: float | None = 0.01,
+        target_kl: float | None = 0.03,
         adapt_lr: bool = False,
-        backtrack: bool = False,
-        lr: float = 0.003,
+        backtrack: bool = True,
+        entropy_weight: float = 0.03,
         **options: Any,
     ) -> None:
-        super().__init__(space, seed, lr=lr, **options)
+        super().__init__(space, seed, entropy_weight=entropy_weight, **options)
         if epochs < 1 or not 0 < clip < 1:
             raise UserError(f"PPO needs epochs >= 1 and 0 < clip < 1, got {epochs} and {clip}")
         if target_kl is not None and not target_kl > 0:
             raise UserError(f"PPO's target_kl must be positive (or None for no early stop), got {target_kl}")
-        if (adapt_lr or backtrack) and target_kl is None:
-            raise UserError("PPO's adapt_lr and backtrack need a target_kl")
+        if adapt_lr and target_kl is None:
+            raise UserError("PPO's adapt_lr needs a target_kl to adapt to")
         self.epochs = epochs
         self.clip = clip
         self.target_kl = target_kl

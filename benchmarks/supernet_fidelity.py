@@ -129,7 +129,7 @@ def main() -> None:
                                         "train_seconds": record["stats"]["seconds"]}
     print(f"\n{args.dataset} (subset {args.subset}), space preset {args.space_preset}, {len(archs)} random archs; "
           f"stand-alone: {args.standalone_epochs} epochs; mean stand-alone accuracy {statistics.mean(standalone):.3f}")
-    print(f"| ranking against stand-alone training | archs | Kendall tau | s per candidate | mean accuracy |")
+    print("| ranking against stand-alone training | archs | Kendall tau | s per candidate | mean accuracy |")
     print("|---|---|---|---|---|")
     for name, n, tau, seconds, mean in table:
         print(f"| {name} | {n} | {tau:.3f} | {seconds:.2f} | {'' if mean is None else f'{mean:.3f}'} |")

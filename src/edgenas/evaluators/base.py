@@ -8,9 +8,15 @@ gone, any exception) is a result with `status="failed"` and its reason, never a 
 from __future__ import annotations
 
 import argparse
+import gc
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+import torch
+
+from edgenas.errors import UserError
 
 if TYPE_CHECKING:
     from edgenas.search.executors import Executor
@@ -34,6 +40,23 @@ class TrialResult:
     @classmethod
     def failed(cls, reason: str, **metrics: Any) -> TrialResult:
         return cls(status="failed", error=reason, metrics=dict(metrics))
+
+    @classmethod
+    def from_exception(cls, error: BaseException, **metrics: Any) -> TrialResult:
+        """The failed trial for what one candidate raised: a UserError's own line; out of memory
+        named as such (and the allocator's cache released, so the next candidate may fit); anything
+        else with its type and where it was raised."""
+        if isinstance(error, UserError):
+            return cls.failed(str(error), **metrics)
+        if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            return cls.failed(f"out of memory: {first}", **metrics)
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        return cls.failed(f"{type(error).__name__}: {error} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})",
+                          **metrics)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import time
-import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -132,13 +131,8 @@ class OneShotEvaluator:
         started = time.perf_counter()
         try:
             return self._evaluate(arch, started)
-        except UserError as error:
-            return TrialResult.failed(str(error), seconds=time.perf_counter() - started)
         except Exception as error:  # noqa: BLE001 - a candidate's failure must not end the search
-            where = traceback.extract_tb(error.__traceback__)[-1]
-            return TrialResult.failed(
-                f"{type(error).__name__}: {error} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})",
-                seconds=time.perf_counter() - started)
+            return TrialResult.from_exception(error, seconds=time.perf_counter() - started)
 
     def _evaluate(self, arch: str, started: float) -> TrialResult:
         loaded = self._load()

@@ -16,7 +16,7 @@ from edgenas.evaluators.oneshot import OneShotConfig, OneShotEvaluator
 
 
 def check_fidelity(supernet_dir: str, n: int, *, proxy_epochs: int = 1, seed: int = 0, data_dir: str | None = None,
-                   oneshot: OneShotConfig = OneShotConfig(), progress: bool = False) -> dict[str, Any]:
+                   oneshot: OneShotConfig | None = None, progress: bool = False) -> dict[str, Any]:
     """One-shot and proxy-trained accuracy of `n` distinct random architectures, and their tau."""
     from scipy.stats import kendalltau, spearmanr
 
@@ -25,6 +25,7 @@ def check_fidelity(supernet_dir: str, n: int, *, proxy_epochs: int = 1, seed: in
     from edgenas.training.proxy import ProxyConfig, ProxyTrainingEvaluator
     from edgenas.util.progress import TaskBar
 
+    oneshot = oneshot or OneShotConfig()
     scorer = OneShotEvaluator(supernet_dir, oneshot, data_dir=data_dir)
     space = scorer.supernet.space
     settings = SupernetSettings.from_dict(scorer.record["settings"])

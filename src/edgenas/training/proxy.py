@@ -23,9 +23,7 @@ picklable (the loaded data is dropped and re-read in the worker), so a Ray worke
 
 from __future__ import annotations
 
-import gc
 import time
-import traceback
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
@@ -154,18 +152,8 @@ class ProxyTrainingEvaluator:
             return self._evaluate(arch, started)
         except TrainingDiverged as error:
             return TrialResult.failed(f"diverged: {error}", seconds=time.perf_counter() - started)
-        except (torch.OutOfMemoryError, MemoryError) as error:
-            _release_memory()
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            return TrialResult.failed(f"out of memory: {first}", seconds=time.perf_counter() - started)
-        except UserError as error:
-            return TrialResult.failed(str(error), seconds=time.perf_counter() - started)
         except Exception as error:  # noqa: BLE001 - a candidate's failure must not end the search
-            where = traceback.extract_tb(error.__traceback__)[-1]
-            return TrialResult.failed(
-                f"{type(error).__name__}: {error} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})",
-                seconds=time.perf_counter() - started,
-            )
+            return TrialResult.from_exception(error, seconds=time.perf_counter() - started)
 
     def _evaluate(self, arch: str, started: float) -> TrialResult:
         cfg = self.config
@@ -219,9 +207,3 @@ class ProxyTrainingEvaluator:
         if hasattr(measured, "to_dict"):
             metrics["latency"] = measured.to_dict()
         return value
-
-
-def _release_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -282,3 +282,21 @@ def test_a_failing_candidate_is_a_failed_trial(tiny_supernet):
 
     result = OneShotEvaluator(tiny_supernet).evaluate("ds_r1_k3_s2_c8 ds_r1_k3_s2_c99")
     assert result.status == "failed" and "width c99" in result.error
+
+
+def test_folding_batchnorm_for_scoring_keeps_the_function_and_drops_every_norm():
+    from edgenas.evaluators.oneshot import fold_batchnorm
+
+    space = _space()
+    torch.manual_seed(0)
+    model = Supernet(space).extract(space.sample(random.Random(2)))
+    model.train()
+    model(torch.randn(16, 3, 16, 16))  # running statistics that are not the initial ones
+    model.eval()
+    images = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        before = model(images)
+        fold_batchnorm(model)
+        after = model(images)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert torch.allclose(before, after, atol=1e-5) and not torch.equal(before, torch.zeros_like(before))

@@ -153,11 +153,35 @@ class OneShotEvaluator:
         if self.config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         recalibrate_batchnorm(model, loaded.bn_batches, len(loaded.bn_batches))
+        fold_batchnorm(model.eval())
+        if self.config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         accuracy, val_loss = evaluate(model, loaded.val_loader)
         metrics.update(params=sum(p.numel() for p in model.parameters()), val_loss=val_loss,
                        val_images=len(loaded.val_loader.dataset), bn_batches=len(loaded.bn_batches),
                        seconds=time.perf_counter() - started)
         return TrialResult(accuracy=accuracy, latency_ms=latency_ms, metrics=metrics)
+
+
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold every BatchNorm that follows a convolution into that convolution (eval mode only).
+
+    Why: a scored network is only run forward, and on CPU the separate BatchNorm passes cost about
+    as much as the convolutions themselves (profiled: docs/bench/supernet.md); folded, the network
+    computes the same function up to float rounding.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for module in model.modules():
+        if not isinstance(module, torch.nn.Sequential):
+            continue
+        names = list(module._modules)
+        for first, second in zip(names, names[1:]):
+            conv, norm = module._modules[first], module._modules[second]
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(norm, torch.nn.BatchNorm2d):
+                module._modules[first] = fuse_conv_bn_eval(conv, norm)
+                module._modules[second] = torch.nn.Identity()
+    return model
 
 
 # ---- `edgenas search --space mnas --evaluator oneshot` ------------------------------------------

@@ -145,14 +145,18 @@ def test_sandwich_training_distils_the_smaller_paths_from_the_largest():
     from edgenas.supernet.training import SupernetLoss
 
     teacher = torch.tensor([[2.0, 0.0, -1.0]])
-    student = torch.tensor([[0.0, 1.0, 0.0]], requires_grad=True)
-    labels = torch.tensor([1])  # the label agrees with the student, not the teacher
-    loss = SupernetLoss()((teacher, student), labels)
-    loss.backward()
-    # the student is pulled toward the teacher's distribution (class 0), not toward the label
-    assert student.grad[0, 0] < 0 < student.grad[0, 1]
-    expected = torch.nn.functional.cross_entropy(teacher, labels) - (teacher.softmax(1) * student.log_softmax(1)).sum()
-    assert torch.isclose(loss, expected)
+    labels = torch.tensor([1])  # the label disagrees with the teacher (class 0)
+    gradients = []
+    for weight in (0.0, 1.0):
+        student = torch.tensor([[0.0, 1.0, 0.0]], requires_grad=True)
+        SupernetLoss(distill_weight=weight)((teacher, student), labels).backward()
+        gradients.append(student.grad[0])
+    # distillation pulls the student toward the teacher's class, on top of the label's pull
+    assert gradients[1][0] < gradients[0][0] and gradients[1][1] > gradients[0][1]
+    student = torch.tensor([[0.0, 1.0, 0.0]])
+    expected = (torch.nn.functional.cross_entropy(teacher, labels) + torch.nn.functional.cross_entropy(student, labels)
+                - 0.5 * (teacher.softmax(1) * student.log_softmax(1)).sum())
+    assert torch.isclose(SupernetLoss(distill_weight=0.5)((teacher, student), labels), expected)
 
 
 def test_supernet_training_resumes_bit_exactly_after_kill_9(tmp_path):

@@ -124,8 +124,14 @@ class SupernetTrainee(nn.Module):
 
 
 class SupernetLoss:
-    """Cross-entropy of the first path; with several paths (sandwich), each of the others learns the
-    first one's predicted distribution (soft cross-entropy to its detached softmax)."""
+    """Cross-entropy of every path against the labels; with several paths (sandwich), each path
+    after the first also learns the first one's predicted distribution (soft cross-entropy to its
+    detached softmax, weighted by `distill_weight`).
+
+    Why the smaller paths keep the labels too (BigNAS distils them only): early in training the
+    largest path predicts nearly uniformly, and three paths pulled toward its predictions through
+    shared weights pulled the whole supernet to chance; measured in docs/bench/supernet.md.
+    """
 
     def __init__(self, label_smoothing: float = 0.0, distill_weight: float = 1.0) -> None:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -137,7 +143,8 @@ class SupernetLoss:
         if students:
             target = teacher.detach().softmax(1)
             for student in students:
-                loss = loss + self.distill_weight * -(target * student.log_softmax(1)).sum(1).mean()
+                distill = -(target * student.log_softmax(1)).sum(1).mean()
+                loss = loss + self.criterion(student, labels) + self.distill_weight * distill
         return loss
 
 

@@ -239,3 +239,15 @@ def test_cli_bad_input_is_one_line_exit_2_and_leaves_the_store(tmp_path, nb201_d
     assert _digest(corrupt / "store.sqlite") == before
     code, _, err = _run(["runs", "show", corrupt], capsys)
     assert code == 2 and "not a readable edgenas store" in err
+
+
+def test_strategy_option_none_is_none():
+    """`--strategy-option target_kl=none` turns PPO's KL stop off (it used to arrive as the string)."""
+    from edgenas.cli.search import parse_options
+    from edgenas.spaces import get_space
+    from edgenas.strategies import make_strategy
+
+    options = parse_options(["target_kl=none", "backtrack=false", "lr=0.02", "name=x"])
+    assert options == {"target_kl": None, "backtrack": False, "lr": 0.02, "name": "x"}
+    strategy = make_strategy("ppo", get_space("nb201"), 0, **{k: v for k, v in options.items() if k != "name"})
+    assert strategy.target_kl is None

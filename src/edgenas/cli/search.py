@@ -93,12 +93,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:
-    """KEY=VALUE pairs, values read as JSON where they parse (numbers, true/false, null)."""
+    """KEY=VALUE pairs, values read as JSON where they parse (numbers, true/false, null; `none` is
+    null too, as Python users write it)."""
     options: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise UserError(f"--strategy-option '{item}' is not KEY=VALUE; e.g. --strategy-option lr=0.02")
+        if text.strip().lower() == "none":
+            options[key] = None
+            continue
         try:
             options[key] = json.loads(text)
         except json.JSONDecodeError:

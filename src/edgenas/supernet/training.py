@@ -124,13 +124,15 @@ class SupernetTrainee(nn.Module):
 
 
 class SupernetLoss:
-    """Cross-entropy of every path against the labels; with several paths (sandwich), each path
-    after the first also learns the first one's predicted distribution (soft cross-entropy to its
-    detached softmax, weighted by `distill_weight`).
+    """The mean over the step's paths of: cross-entropy against the labels, and for every path
+    after the first (sandwich) the first one's predicted distribution learned as well (soft
+    cross-entropy to its detached softmax, weighted by `distill_weight`).
 
-    Why the smaller paths keep the labels too (BigNAS distils them only): early in training the
-    largest path predicts nearly uniformly, and three paths pulled toward its predictions through
-    shared weights pulled the whole supernet to chance; measured in docs/bench/supernet.md.
+    Why the mean, not the sum: the weights every path shares (stem, head, classifier) would get a
+    gradient as many times larger as there are paths, which at the uniform sampling's learning rate
+    took the supernet to chance accuracy, as four times the learning rate did (docs/bench/supernet.md).
+    Why the smaller paths keep the labels (BigNAS distils them only): early in training the largest
+    path predicts nearly uniformly, and its predictions alone teach nothing.
     """
 
     def __init__(self, label_smoothing: float = 0.0, distill_weight: float = 1.0) -> None:
@@ -145,7 +147,7 @@ class SupernetLoss:
             for student in students:
                 distill = -(target * student.log_softmax(1)).sum(1).mean()
                 loss = loss + self.criterion(student, labels) + self.distill_weight * distill
-        return loss
+        return loss / len(outputs)
 
 
 def training_identity(settings: SupernetSettings, train_part: ImageDataset, augment: Augment) -> dict[str, Any]:

@@ -304,3 +304,23 @@ def test_folding_batchnorm_for_scoring_keeps_the_function_and_drops_every_norm()
         after = model(images)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     assert torch.allclose(before, after, atol=1e-5) and not torch.equal(before, torch.zeros_like(before))
+
+
+def test_supernet_check_ranks_one_shot_against_proxy_training(tiny_supernet, capsys):
+    import json
+
+    from scipy.stats import kendalltau
+
+    from edgenas.evaluators.oneshot import OneShotEvaluator
+
+    code, out, err = run_cli(["supernet", "check", tiny_supernet, "-n", "3", "--proxy-epochs", "1", "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    rows = result["rows"]
+    assert len(rows) == 3 and len({r["arch"] for r in rows}) == 3 and result["scored"] == 3
+    scorer = OneShotEvaluator(tiny_supernet)
+    assert [scorer.evaluate(r["arch"]).accuracy for r in rows] == [r["oneshot_accuracy"] for r in rows]
+    tau = kendalltau([r["oneshot_accuracy"] for r in rows], [r["proxy_accuracy"] for r in rows])[0]
+    assert result["kendall_tau"] == pytest.approx(tau, nan_ok=True)
+    code, _out, err = run_cli(["supernet", "check", tiny_supernet, "-n", "1"], capsys)
+    assert code == 2 and "at least 2" in err

@@ -66,14 +66,16 @@ def test_kill_storm_on_an_nb201_ppo_search_loses_and_doubles_nothing(tmp_path, n
 def test_a_second_writer_is_refused_while_the_first_runs(tmp_path, nb201_dir):
     out = tmp_path / "run"
     store = out / "store.sqlite"
-    command = [*EDGENAS, *map(str, _nb201_search(out, nb201_dir, budget=30, delay_ms=100))]
+    # 0.5 s per trial: the first must still be running when the second has started up, which takes
+    # several seconds on a loaded machine (at 0.1 s the first had finished all 30 by then).
+    command = [*EDGENAS, *map(str, _nb201_search(out, nb201_dir, budget=30, delay_ms=500))]
     first = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 120
         while _finished(store) < 2 and first.poll() is None and time.time() < deadline:
             time.sleep(0.02)
         assert first.poll() is None, first.stderr.read().decode()
-        second = run(_nb201_search(out, nb201_dir, budget=30, delay_ms=100))
+        second = run(_nb201_search(out, nb201_dir, budget=30, delay_ms=500))
         lines = second.stderr.strip().splitlines()
         assert second.returncode == 2 and len(lines) == 1, second.stderr
         assert f"pid {first.pid}" in lines[0] and "being written by another process" in lines[0]
@@ -201,7 +203,9 @@ def test_kill_storm_on_a_lut_build_keeps_finished_layers_and_times_none_twice(tm
     kept: dict[tuple[str, str], str] = {}
     landed, sizes = 0, []
     for kill in range(10):
-        landed += kill_storm(_lut_build(cache), 1, seed=200 + kill, max_delay=8.0)
+        # the delay counts from the cache's creation, not from the start: on a loaded machine
+        # starting Python and torch alone took longer than the 8 s, and no kill landed mid-build
+        landed += kill_storm(_lut_build(cache), 1, seed=200 + kill, max_delay=8.0, ready=cache.exists)
         rows = _lut_rows(cache)
         assert all(rows[key] == data for key, data in kept.items())  # nothing finished was timed again
         kept = rows

@@ -38,9 +38,9 @@ from edgenas.training.proxy import LatencySource
 class OneShotConfig:
     """How candidates are scored (the defaults live here and only here)."""
 
-    bn_batches: int = 4  # training batches that re-estimate BatchNorm statistics
+    bn_batches: int = 2  # training batches that re-estimate BatchNorm statistics
     bn_batch_size: int = 128
-    val_images: int | None = 1000  # held-out images scored (the first of the held-out part); None: all
+    val_images: int | None = 500  # held-out images scored (a class-balanced part); None: all
     eval_batch_size: int = 500
     device: str = "cpu"
     channels_last: bool = True  # NHWC batches and network: the same scores, faster on CPU (docs/bench/supernet.md)
@@ -154,7 +154,7 @@ class OneShotEvaluator:
             model = model.to(memory_format=torch.channels_last)
         recalibrate_batchnorm(model, loaded.bn_batches, len(loaded.bn_batches))
         fold_batchnorm(model.eval())
-        if self.config.channels_last:
+        if self.config.channels_last:  # folding made new weights, in the default layout
             model = model.to(memory_format=torch.channels_last)
         accuracy, val_loss = evaluate(model, loaded.val_loader)
         metrics.update(params=sum(p.numel() for p in model.parameters()), val_loss=val_loss,
@@ -205,8 +205,9 @@ def setup(args: Any, latency_prefix: str) -> Any:
 
     if not args.supernet:
         raise UserError("--evaluator oneshot needs --supernet DIR (a directory of edgenas supernet train)")
-    probe = OneShotEvaluator(args.supernet, data_dir=args.data_dir)
-    record = probe.record
+    from edgenas.supernet.training import load_supernet
+
+    _, record = load_supernet(args.supernet)
     settings = record["settings"]
     if args.dataset is not None and args.dataset != settings["dataset"]:
         raise UserError(f"the supernet in {args.supernet} was trained on '{settings['dataset']}', not "

@@ -58,6 +58,14 @@ def _body_key(block_type: str, expansion: float, kernel: int, se_ratio: float, s
     return f"{block_type}_e{expansion:g}_k{kernel}_se{se_ratio:g}".replace(".", "p")
 
 
+@dataclass(frozen=True)
+class _Path:
+    """A path's meta-device network and, per tensor name, (the supernet tensor, the shape it takes)."""
+
+    skeleton: MobileNet
+    sources: dict[str, tuple[str, torch.Size]]
+
+
 class SuperLayer(nn.Module):
     """The weights of one position: a body per key, and the pooling skip's projection (shared by
     every body) where a path can change width at this position."""
@@ -99,7 +107,7 @@ class Supernet(nn.Module):
         self.head = ConvBnAct(max(previous_widths), net.head_channels, 1, act=net.act, norm=net.norm)
         self.dropout = nn.Dropout(net.dropout)
         self.classifier = nn.Linear(net.head_channels, net.num_classes)
-        self._skeletons: OrderedDict[str, MobileNet] = OrderedDict()
+        self._paths: OrderedDict[str, _Path] = OrderedDict()
         self._cache_size = cache_size
 
     # ---- construction -----------------------------------------------------------------------
@@ -140,59 +148,66 @@ class Supernet(nn.Module):
     def path_sources(self, blocks: Sequence[BlockArgs]) -> dict[str, str]:
         """For each parameter and buffer name of the path's stand-alone network, the name of the
         supernet tensor it is a view of."""
-        sources: dict[str, str] = {}
-        net = self.space.config.network
-        index_in_stage: dict[int, int] = {}
-        keys: dict[tuple[int, int], tuple[int, str]] = {}
-        for layer in walk_layers(blocks, net):
-            j = index_in_stage.get(layer.stage, 0)
-            index_in_stage[layer.stage] = j + 1
-            a = layer.args
-            keys[(layer.stage, j)] = (self.offsets[layer.stage] + j,
-                                      _body_key(a.block_type, a.expansion, a.kernel, a.se_ratio, self.sharing))
-        for name in _skeleton_names(self.skeleton(blocks)):
-            parts = name.split(".")
-            if parts[0] == "stages":
-                position, key = keys[(int(parts[1]), int(parts[2]))]
-                rest = ".".join(parts[4:])
-                if parts[3] == "body":
-                    sources[name] = f"layers.{position}.bodies.{key}.{rest}"
-                else:  # skip.project.<...>: the pooling skip's projection
-                    sources[name] = f"layers.{position}.skip_project.{'.'.join(parts[5:])}"
-            else:
-                sources[name] = name
-        return sources
+        return {name: source for name, (source, _shape) in self._path(blocks).sources.items()}
 
     def path_tensors(self, arch: str | Sequence[BlockArgs]) -> dict[str, torch.Tensor]:
         """The path's parameters and buffers as views of the supernet's (gradients flow back)."""
         blocks = self.blocks(arch) if isinstance(arch, str) else list(arch)
-        skeleton = self.skeleton(blocks)
-        own = dict(self.named_parameters())
-        own.update(self.named_buffers())
-        shapes = {name: t.shape for name, t in list(skeleton.named_parameters()) + list(skeleton.named_buffers())}
-        return {name: _crop(own[source], shapes[name]) for name, source in self.path_sources(blocks).items()}
+        own = self._tensors()
+        return {name: _crop(own[source], shape) for name, (source, shape) in self._path(blocks).sources.items()}
 
     def skeleton(self, blocks: Sequence[BlockArgs]) -> MobileNet:
         """The path's stand-alone network on the meta device (shapes only), cached by string."""
+        return self._path(blocks).skeleton
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """The supernet's parameters and buffers by name, as they are now (`to()` replaces buffers)."""
+        own = dict(self.named_parameters())
+        own.update(self.named_buffers())
+        return own
+
+    def _path(self, blocks: Sequence[BlockArgs]) -> _Path:
+        """What a path needs besides the weights, worked out once per architecture (LRU cache): its
+        meta-device network, and for each of its tensors the supernet tensor and the shape it takes."""
         from edgenas.spaces.blockstrings import encode_arch
 
         key = encode_arch(list(blocks))
-        skeleton = self._skeletons.get(key)
-        if skeleton is None:
-            with torch.device("meta"):
-                skeleton = self.space.build(list(blocks))
-            self._skeletons[key] = skeleton
-            if len(self._skeletons) > self._cache_size:
-                self._skeletons.popitem(last=False)
-        else:
-            self._skeletons.move_to_end(key)
-        return skeleton
+        path = self._paths.get(key)
+        if path is not None:
+            self._paths.move_to_end(key)
+            return path
+        with torch.device("meta"):
+            skeleton = self.space.build(list(blocks))
+        positions: dict[tuple[int, int], tuple[int, str]] = {}
+        index_in_stage: dict[int, int] = {}
+        for layer in walk_layers(blocks, self.space.config.network):
+            j = index_in_stage.get(layer.stage, 0)
+            index_in_stage[layer.stage] = j + 1
+            a = layer.args
+            positions[(layer.stage, j)] = (self.offsets[layer.stage] + j,
+                                           _body_key(a.block_type, a.expansion, a.kernel, a.se_ratio, self.sharing))
+        sources: dict[str, tuple[str, torch.Size]] = {}
+        for name, tensor in list(skeleton.named_parameters()) + list(skeleton.named_buffers()):
+            parts = name.split(".")
+            source = name
+            if parts[0] == "stages":
+                position, key_ = positions[(int(parts[1]), int(parts[2]))]
+                if parts[3] == "body":
+                    source = f"layers.{position}.bodies.{key_}.{'.'.join(parts[4:])}"
+                else:  # skip.project.<...>: the pooling skip's projection
+                    source = f"layers.{position}.skip_project.{'.'.join(parts[5:])}"
+            sources[name] = (source, tensor.shape)
+        path = _Path(skeleton, sources)
+        self._paths[key] = path
+        if len(self._paths) > self._cache_size:
+            self._paths.popitem(last=False)
+        return path
 
     def forward_path(self, arch: str | Sequence[BlockArgs], images: torch.Tensor) -> torch.Tensor:
         """The logits of one path: its stand-alone network run on views of the supernet's weights.
         BatchNorm in training mode updates the supernet's running statistics through the views."""
         blocks = self.blocks(arch) if isinstance(arch, str) else list(arch)
-        skeleton = self.skeleton(blocks)
+        skeleton = self._path(blocks).skeleton
         skeleton.train(self.training)
         return functional_call(skeleton, self.path_tensors(blocks), (images,))
 
@@ -209,10 +224,6 @@ class Supernet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover - paths only
         raise TypeError("a supernet has no forward of its own; call forward_path(arch, images)")
-
-
-def _skeleton_names(model: nn.Module) -> list[str]:
-    return [name for name, _ in model.named_parameters()] + [name for name, _ in model.named_buffers()]
 
 
 def _crop(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:

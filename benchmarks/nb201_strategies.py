@@ -265,10 +265,35 @@ def _save(args: argparse.Namespace, jobs: list[tuple], results: list[dict]) -> N
             pickle.dump({"jobs": jobs, "results": results}, f)
 
 
-def _run_jobs(jobs: list[tuple], workers: int) -> tuple[list[dict], float]:
+def _cached_run(job: tuple, cache: Path | None) -> dict:
+    """One search, or its stored result: a search is deterministic given its job, so a long
+    evaluation can be run in pieces (or killed and restarted) and its tables made from them all."""
+    if cache is None:
+        return run_one(job)
+    import hashlib
+    import pickle
+
+    path = cache / (hashlib.sha1(repr(job).encode()).hexdigest()[:16] + ".pkl")
+    if path.exists():
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    result = run_one(job)
+    with open(path.with_suffix(".tmp"), "wb") as f:
+        pickle.dump(result, f)
+    path.with_suffix(".tmp").replace(path)
+    return result
+
+
+def _run_jobs(jobs: list[tuple], workers: int, cache: str | None = None) -> tuple[list[dict], float]:
     start = time.perf_counter()
-    with ProcessPoolExecutor(workers) as pool:
-        results = list(pool.map(run_one, jobs, chunksize=2))
+    folder = None if cache is None else Path(cache)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    if workers <= 1:  # in this process: no pool to start, and the cache fills as it goes
+        results = [_cached_run(job, folder) for job in jobs]
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(_cached_run, jobs, [folder] * len(jobs), chunksize=2))
     return results, time.perf_counter() - start
 
 
@@ -317,7 +342,7 @@ def tune(args: argparse.Namespace, tables: Tables) -> int:
     for name in names:
         for options in grids[name]:
             jobs += [(name, options, seed, TUNING.label, args.budget) for seed in TUNING_SEEDS]
-    results, elapsed = _run_jobs(jobs, args.workers)
+    results, elapsed = _run_jobs(jobs, args.workers, args.cache)
     _save(args, jobs, results)
     groups: dict[tuple[str, str], list[dict]] = {}
     for job, result in zip(jobs, results):
@@ -353,7 +378,7 @@ def evaluate(args: argparse.Namespace, tables: Tables) -> int:
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     keys = [(r.label, s) for r in rewards for s in strategies for _ in seeds]
     jobs = [(*ALIASES.get(s, (s, {})), seed, r.label, args.budget) for r in rewards for s in strategies for seed in seeds]
-    results, elapsed = _run_jobs(jobs, args.workers)
+    results, elapsed = _run_jobs(jobs, args.workers, args.cache)
     _save(args, jobs, results)
     runs: dict[tuple[str, str], list[dict]] = {}
     for key, result in zip(keys, results):
@@ -482,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rewards", default="all", help="comma-separated reward labels (see HELD_OUT), or all")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--save", default=None, help="pickle every search's results here")
+    parser.add_argument("--cache", default=None,
+                        help="a folder keeping each search's result (one file per search): searches already "
+                             "there are read, not rerun, so an evaluation can be run in pieces (a new folder after changing a strategy)")
     parser.add_argument("--grid", default=None,
                         help="--tune only these settings of each strategy's grid (comma-separated positions)")
     parser.add_argument("--plot", default=None, help="write the anytime plot (PNG) of the accuracy objective here")

@@ -10,6 +10,7 @@ from edgenas.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from edgenas.darts.step import SearchHyper
     from edgenas.data import DATASET_HELP
 
     darts = subparsers.add_parser("darts", help="DARTS: search cells, show and train genotypes")
@@ -17,12 +18,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands.required = True
 
     search = commands.add_parser("search", help="search a cell (resumes a killed search in --out)")
+    search.add_argument("--space", choices=("darts", "nb201"), default="darts",
+                        help="darts: DARTS' CIFAR cells; nb201: the NAS-Bench-201 cell, looked up in its tables")
     search.add_argument("--dataset", required=True, help=DATASET_HELP)
+    search.add_argument("--data-dir", default=None, help="where the cifar10-jpeg shards are")
     search.add_argument("--order", type=int, choices=(1, 2), default=1, help="1: first order, 2: unrolled (default 1)")
+    search.add_argument("--regularizer", default="none",
+                        help="collapse mitigation: none (plain DARTS), beta (beta-DARTS), drnas (DrNAS)")
+    search.add_argument("--regularizer-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a mitigation setting, e.g. weight=25 (beta), scale=0.001 or prior=1 (drnas)")
     search.add_argument("--epochs", type=int, default=50)
-    search.add_argument("--layers", type=int, default=8, help="cells in the supernet (default 8)")
-    search.add_argument("--channels", type=int, default=16, help="initial channels (default 16)")
+    search.add_argument("--layers", type=int, default=8, help="darts: cells in the supernet (default 8)")
+    search.add_argument("--cells-per-stage", type=int, default=5, help="nb201: cells per stage, N (default 5)")
+    search.add_argument("--channels", type=int, default=16, help="initial channels, C (default 16)")
     search.add_argument("--batch-size", type=int, default=64)
+    search.add_argument("--arch-lr", type=float, default=SearchHyper.arch_lr, help="alpha's Adam learning rate (default 3e-4)")
+    search.add_argument("--hessian-iterations", type=int, default=20,
+                        help="power steps for the Hessian eigenvalue each epoch (0: skip; default 20)")
+    search.add_argument("--tables", default=None,
+                        help="nb201: the NAS-Bench-201 tables' folder (default $EDGENAS_DATA_DIR/nb201 or ../shared/data/nb201)")
+    search.add_argument("--table-dataset", default="cifar10", help="nb201: the tables' dataset columns (default cifar10)")
+    search.add_argument("--latency-device", default="pixel3", help="nb201: the latency table's device (default pixel3)")
     search.add_argument("--limit", type=int, default=None, help="use only this many training images")
     search.add_argument("--steps-per-epoch", type=int, default=None, help="cap the steps of each epoch")
     search.add_argument("--seed", type=int, default=2)
@@ -30,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--out", required=True, help="run directory (checkpoint, genotype.txt, history)")
     search.add_argument("--no-progress", action="store_true")
     search.set_defaults(handler=_search)
+
+    summary = commands.add_parser("summary", help="a search's epochs: cell, skip share, eigenvalue, table accuracy")
+    summary.add_argument("run_dir", help="the --out directory of 'edgenas darts search'")
+    summary.add_argument("--json", action="store_true", help="print one JSON object")
+    summary.set_defaults(handler=_summary)
 
     show = commands.add_parser("show", help="parse a genotype (string, preset or run directory)")
     show.add_argument("genotype", nargs="+", help="'normal=... reduce=...', DARTS_V2, or a search --out directory")
@@ -70,7 +91,23 @@ def read_genotype(words: list[str]):
     return Genotype.parse(text)
 
 
+def _regularizer(args: argparse.Namespace):
+    from edgenas.darts.regularizers import make_relaxation
+
+    settings: dict[str, float] = {}
+    for item in args.regularizer_option:
+        key, sep, value = item.partition("=")
+        try:
+            settings[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise UserError(f"--regularizer-option '{item}' should read KEY=NUMBER, e.g. weight=25")
+    return make_relaxation(args.regularizer, **settings)
+
+
 def _search(args: argparse.Namespace) -> int:
+    from edgenas.darts.nb201_model import NB201SupernetConfig
     from edgenas.darts.search import Search, SearchConfig
     from edgenas.darts.search_model import SupernetConfig
     from edgenas.darts.step import SearchHyper
@@ -79,20 +116,38 @@ def _search(args: argparse.Namespace) -> int:
     if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
         raise UserError(f"--steps-per-epoch must be at least 1, got {args.steps_per_epoch}")
     # Checks that need no data come first, so a bad flag fails before a slow load.
-    SupernetConfig(channels=args.channels, layers=args.layers)
-    data = load_dataset(args.dataset, "train")
-    supernet = SupernetConfig(channels=args.channels, layers=args.layers, num_classes=data.num_classes,
-                              in_channels=data.shape[0])
+    regularizer = _regularizer(args)
+    tables = None
+    if args.space == "nb201":
+        from edgenas.evaluators.nb201 import default_data_dir, load_tables
+
+        NB201SupernetConfig(channels=args.channels, cells_per_stage=args.cells_per_stage)
+        tables = load_tables(args.tables or default_data_dir())
+        tables.check_dataset(args.table_dataset)
+        tables.check_device(args.latency_device)
+    else:
+        SupernetConfig(channels=args.channels, layers=args.layers)
+    hyper = SearchHyper(order=args.order, arch_lr=args.arch_lr)
+    SearchConfig(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, hyper=hyper,
+                 hessian_iterations=args.hessian_iterations)
+    data = load_dataset(args.dataset, "train", args.data_dir)
+    shape = {"num_classes": data.num_classes, "in_channels": data.shape[0]}
+    if args.space == "nb201":
+        supernet = NB201SupernetConfig(channels=args.channels, cells_per_stage=args.cells_per_stage, **shape)
+    else:
+        supernet = SupernetConfig(channels=args.channels, layers=args.layers, **shape)
     config = SearchConfig(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
-                          seed=args.seed, supernet=supernet, hyper=SearchHyper(order=args.order),
-                          limit=args.limit)
-    search = Search(config, args.out, dataset=data, device=args.device)
+                          seed=args.seed, supernet=supernet, hyper=hyper, limit=args.limit,
+                          regularizer=regularizer, hessian_iterations=args.hessian_iterations)
+    search = Search(config, args.out, dataset=data, device=args.device, tables=tables,
+                    table_dataset=args.table_dataset, latency_device=args.latency_device)
 
     def report(record) -> None:
         print(f"epoch {record.epoch}/{config.epochs}  lr {record.lr:.4f}  train loss {record.train_loss:.3f} "
               f"acc {record.train_accuracy:.3f}  val loss {record.val_loss:.3f} acc {record.val_accuracy:.3f}  "
               f"{record.seconds:.0f}s", flush=True)
-        print(f"  genotype: {record.genotype}", flush=True)
+        print(f"  {'cell' if config.space == 'nb201' else 'genotype'}: {record.genotype}", flush=True)
+        print(f"  {_indicators(record.__dict__)}", flush=True)
 
     if search.run_dir.joinpath("checkpoint.pt").exists():
         print(f"resuming {search.run_dir}", flush=True)
@@ -101,10 +156,81 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _indicators(record: dict) -> str:
+    text = f"skip share {_number(record.get('skip_share'), '.2f')}  eigenvalue {_number(record.get('eigenvalue'), '.4g')}"
+    if record.get("index") is not None:
+        text += (f"  NB201 #{record['index']}: test {_number(record.get('test_accuracy'), '.2f')} %, "
+                 f"latency {_number(record.get('latency_ms'), '.2f')} ms")
+    return text
+
+
+def search_summary(run_dir: str | Path) -> dict:
+    """A search directory's configuration, epochs and final cell (what `darts summary` prints)."""
+    import json
+
+    from edgenas.darts.search import CONFIG, HISTORY
+
+    root = Path(run_dir)
+    try:
+        config = json.loads((root / CONFIG).read_text())
+        history = json.loads((root / HISTORY).read_text()) if (root / HISTORY).is_file() else []
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"{root} is not a DARTS search directory ({type(error).__name__}); "
+                        f"give the --out of 'edgenas darts search'") from None
+    final = history[-1] if history else None
+    best = max((r for r in history if r.get("test_accuracy") is not None),
+               key=lambda r: r["test_accuracy"], default=None)
+    return {
+        "run_dir": str(root), "space": config.get("supernet", {}).get("space", "darts"),
+        "regularizer": config.get("regularizer", {"name": "none"}), "order": config.get("hyper", {}).get("order"),
+        "epochs_done": len(history), "epochs": config.get("epochs"), "final": final,
+        "best_epoch_by_table": best and best["epoch"], "history": history, "config": config,
+    }
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from edgenas.cli.output import print_table
+
+    summary = search_summary(args.run_dir)
+    if args.json:
+        print_json(summary)
+        return 0
+    regularizer = summary["regularizer"]
+    print(f"run {summary['run_dir']}: space {summary['space']}, order {summary['order']}, regularizer "
+          f"{regularizer.get('name')}, {summary['epochs_done']}/{summary['epochs']} epochs")
+    columns = ["epoch", "cell", "skip", "eigenvalue", "index", "test acc %", "latency ms", "val acc"]
+    rows = [[r["epoch"], r["genotype"].replace(" ", "\n").replace("|+|", "|\n+|"), _number(r.get("skip_share"), ".2f"),
+             _number(r.get("eigenvalue"), ".4g"), _number(r.get("index"), "d"),
+             _number(r.get("test_accuracy"), ".2f"), _number(r.get("latency_ms"), ".2f"),
+             _number(r.get("val_accuracy"), ".3f")] for r in summary["history"]]
+    print_table("epochs", columns, rows)
+    if summary["final"]:
+        print(f"final cell: {summary['final']['genotype']}")
+        print(f"  {_indicators(summary['final'])}")
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     from edgenas.darts.draw import draw_genotype
     from edgenas.darts.eval_model import EvalNetwork, count_params
 
+    text = " ".join(args.genotype).strip()
+    if text.startswith("|"):  # a NAS-Bench-201 cell
+        from edgenas.darts.nb201 import cell_ops
+        from edgenas.spaces.nb201 import EDGES
+
+        ops = cell_ops(text)
+        if args.json:
+            print_json({"nb201": text, "edges": [{"to": i, "from": j, "op": op} for (i, j), op in zip(EDGES, ops)]})
+            return 0
+        print(text)
+        for (i, j), op in zip(EDGES, ops):
+            print(f"  node {i} <- node {j}: {op}")
+        return 0
     genotype = read_genotype(args.genotype)
     if args.png:
         draw_genotype(genotype, args.png)

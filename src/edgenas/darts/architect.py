@@ -10,6 +10,14 @@ with the Hessian-vector product H v = grad^2_{alpha,w} L_train(w, alpha) v by ce
 differences: (grad_alpha L_train(w + eps v) - grad_alpha L_train(w - eps v)) / (2 eps),
 eps = 0.01 / ||v||. This is the paper's math, step for step.
 
+A mitigation's term R(alpha) (`edgenas.darts.regularizers`: beta-DARTS, DrNAS) is added to the
+validation loss, L_val + R; R does not depend on w, so in either order its gradient simply adds,
+dalpha += grad_alpha R(alpha). The architect takes it as `penalty` (a function of the alphas,
+which the search loop sets each epoch); None adds nothing.
+
+Any module works that has `arch_parameters()`, `weight_parameters()` and `loss(x, y)` (the DARTS
+and NB201 supernets, the MnasNet supernet's differentiable search).
+
 How it is computed differs from the original code, to save time and memory: the virtual step
 is taken *in place* on the network's own weights (a copy of w, a few MB, restores them exactly)
 instead of deep-copying the network, every gradient is asked only for the tensors that need it
@@ -21,14 +29,25 @@ backward sees the very weights its forward pass saw.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 
-from edgenas.darts.search_model import SearchNetwork
 from edgenas.errors import UserError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+Penalty = Callable[[list[torch.Tensor]], "torch.Tensor | None"]
+
+
+class ArchModel(Protocol):
+    """What the architect needs of a supernet."""
+
+    def arch_parameters(self) -> list[torch.nn.Parameter]: ...
+
+    def weight_parameters(self) -> list[torch.nn.Parameter]: ...
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
 
 
 class Architect:
@@ -36,7 +55,7 @@ class Architect:
 
     def __init__(
         self,
-        model: SearchNetwork,
+        model: ArchModel,
         weight_optimizer: torch.optim.Optimizer,
         *,
         order: int = 1,
@@ -44,10 +63,12 @@ class Architect:
         betas: tuple[float, float] = (0.5, 0.999),
         weight_decay: float = 1e-3,
         fd_scale: float = 0.01,
+        penalty: Penalty | None = None,
     ) -> None:
         if order not in (1, 2):
             raise UserError(f"DARTS order must be 1 or 2, got {order}")
         self.model = model
+        self.penalty = penalty
         self.order = order
         self.weight_optimizer = weight_optimizer
         self.fd_scale = fd_scale
@@ -64,12 +85,17 @@ class Architect:
         return val_loss
 
     def hypergradient(self, train: Batch, val: Batch, eta: float) -> tuple[list[torch.Tensor], float]:
-        """dL_val/dalpha as DARTS defines it for this order, and the validation loss."""
+        """d(L_val + R)/dalpha as DARTS defines it for this order, and the validation loss L_val."""
         alphas = self.model.arch_parameters()
         if self.order == 1:
             loss = self.model.loss(*val)
-            return list(torch.autograd.grad(loss, alphas)), float(loss.detach())
-        return self._second_order(train, val, eta)
+            grads, value = list(torch.autograd.grad(loss, alphas)), float(loss.detach())
+        else:
+            grads, value = self._second_order(train, val, eta)
+        term = self.penalty(alphas) if self.penalty is not None else None
+        if term is not None:
+            grads = [g + r for g, r in zip(grads, torch.autograd.grad(term, alphas))]
+        return grads, value
 
     # -- second order ------------------------------------------------------------------------
 

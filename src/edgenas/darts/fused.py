@@ -7,8 +7,8 @@ compare the fast supernet with the op-by-op reference in float64: loss, every gr
 running statistics; `SearchNetwork(fast=False)` keeps the reference path):
 
 - ReLU once per edge: every conv op of an edge starts with ReLU of the *same* input, so the
-  mixed op computes ReLU(x) once and feeds it to the four conv ops past their own first ReLU
-  (`starts_with_relu`, `forward_after_relu`);
+  mixed op computes ReLU(x) once and feeds it to the conv ops past their own first ReLU
+  (`starts_with_relu`, `forward_after_relu`; DARTS' four, NAS-Bench-201's two ReLU-conv-BN);
 - the mixture weight folded into each op's last (non-affine) BN as its weight, instead of a
   separate product (`scaled_batch_norm`, `pool_forward`);
 - dilated convs as undilated convs on pixel phases (`dilation_of`, `phase_split`, `phase_merge`,
@@ -20,13 +20,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgenas.blocks import DepthwiseSeparable, PoolBN
+from edgenas.blocks import ConvBnAct, DepthwiseSeparable, PoolBN
 from edgenas.darts.ops import SepConv
+
+
+def _is_relu_conv_bn(op: nn.Module) -> bool:
+    """NAS-Bench-201's `nor_conv_kxk`: `ConvBnAct(preact=True)`, i.e. ReLU, conv, BN."""
+    return (isinstance(op, ConvBnAct) and len(op) == 3 and isinstance(op[0], nn.ReLU)
+            and isinstance(op[1], nn.Conv2d) and isinstance(op[2], nn.BatchNorm2d))
 
 
 def starts_with_relu(op: nn.Module) -> bool:
     """Whether the op's first step is ReLU(x), so that it can take a shared ReLU(x)."""
-    if isinstance(op, SepConv):
+    if isinstance(op, SepConv) or _is_relu_conv_bn(op):
         return True
     return isinstance(op, DepthwiseSeparable) and op.preact is not None and op.se is None
 
@@ -78,6 +84,8 @@ def forward_after_relu(op: nn.Module, r: torch.Tensor, scale: torch.Tensor | Non
         return _separable_after_relu(second, torch.relu_(hidden), scale)
     if isinstance(op, DepthwiseSeparable):
         return _separable_after_relu(op, r, scale)
+    if _is_relu_conv_bn(op):
+        return scaled_batch_norm(op[2], op[1](r), scale)
     raise TypeError(f"{type(op).__name__} does not start with ReLU")
 
 

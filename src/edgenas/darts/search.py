@@ -10,7 +10,15 @@ Everything a resumed search needs is written after every epoch to `RUN_DIR/check
 atomically (`edgenas.util.atomic`), so a search killed at any moment resumes from its last
 finished epoch with the same command and continues exactly as if it had not stopped.
 `RUN_DIR/config.json` records the configuration; a run directory of another configuration is
-refused. The checkpoint is read with `torch.load(weights_only=True)`: resuming never runs code
+refused.
+
+Two search spaces share the loop: DARTS' cells (`SupernetConfig`) and NAS-Bench-201's
+(`NB201SupernetConfig`). Each epoch also records what tells a collapsing search from a healthy
+one: the derived cell's share of skip connections, the dominant eigenvalue of the validation
+loss' Hessian w.r.t. alpha (`edgenas.darts.hessian`, on a fixed un-augmented validation batch),
+the alphas themselves and, for NB201 with its tables, the derived cell's table row (index,
+200-epoch test accuracy, latency). A mitigation (`edgenas.darts.regularizers`) is part of the
+configuration: it sets the supernets' mixing and the architect's extra term. The checkpoint is read with `torch.load(weights_only=True)`: resuming never runs code
 from a file in the run directory.
 """
 
@@ -26,8 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from edgenas.darts.genotypes import Genotype
+from edgenas.darts.hessian import dominant_eigenvalue
+from edgenas.darts.nb201_model import NB201SearchNetwork, NB201SupernetConfig
+from edgenas.darts.regularizers import Relaxation
 from edgenas.darts.search_model import SearchNetwork, SupernetConfig
 from edgenas.darts.step import SearchHyper, make_optimizers, search_step
 from edgenas.errors import UserError
@@ -50,11 +62,13 @@ class SearchConfig:
     batch_size: int = 64
     train_portion: float = 0.5
     seed: int = 2
-    supernet: SupernetConfig = field(default_factory=SupernetConfig)
+    supernet: SupernetConfig | NB201SupernetConfig = field(default_factory=SupernetConfig)
     hyper: SearchHyper = field(default_factory=SearchHyper)
     crop_padding: int = 4
     flip: bool = True
     limit: int | None = None  # use only this many training images (class-balanced)
+    regularizer: Relaxation = field(default_factory=Relaxation)  # plain DARTS
+    hessian_iterations: int = 20  # power steps per epoch for the eigenvalue (0: not measured)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -63,11 +77,18 @@ class SearchConfig:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.hyper.order not in (1, 2):
             raise UserError(f"--order must be 1 or 2, got {self.hyper.order}")
+        if self.hessian_iterations < 0:
+            raise UserError(f"--hessian-iterations must be 0 or more, got {self.hessian_iterations}")
+
+    @property
+    def space(self) -> str:
+        return "nb201" if isinstance(self.supernet, NB201SupernetConfig) else "darts"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (and as read back from JSON, so that two configs compare equal)."""
         out = asdict(self)
         out["supernet"] = self.supernet.to_dict()
+        out["regularizer"] = self.regularizer.settings()
         return json.loads(json.dumps(out))
 
 
@@ -80,7 +101,13 @@ class EpochRecord:
     val_loss: float
     val_accuracy: float
     seconds: float
-    genotype: str
+    genotype: str  # DARTS: the genotype string; NB201: the cell's NAS-Bench-201 string
+    skip_share: float | None = None  # skip connections among the derived cell's ops
+    eigenvalue: float | None = None  # dominant eigenvalue of the Hessian of L_val w.r.t. alpha
+    alphas: list | None = None  # every alpha matrix, as nested lists
+    index: int | None = None  # NB201 with tables: the cell's row
+    test_accuracy: float | None = None  # its 200-epoch test accuracy, percent
+    latency_ms: float | None = None  # its latency on the table's device
 
 
 def epoch_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
@@ -107,11 +134,18 @@ class Search:
 
     def __init__(
         self, config: SearchConfig, run_dir: str | Path, dataset: Any = None, device: str = "cpu",
-        fast: bool = True,
+        fast: bool = True, tables: Any = None, table_dataset: str = "cifar10", latency_device: str = "pixel3",
     ) -> None:
+        """`tables` (`edgenas.evaluators.nb201.NB201Tables`, NB201 only): look every epoch's cell
+        up in its `table_dataset` columns and `latency_device` column."""
         from edgenas.data import Augment, BatchLoader, load_dataset
 
         self.config = config
+        self.tables = tables
+        self.table_dataset, self.latency_device = table_dataset, latency_device
+        if tables is not None:
+            tables.check_dataset(table_dataset)
+            tables.check_device(latency_device)
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
         self._check_run_dir()
@@ -132,7 +166,14 @@ class Search:
                                         seed=config.seed, drop_last=True, mean=mean, std=std)
         self.val_loader = BatchLoader(val, config.batch_size, augment=augment, device=device,
                                       seed=config.seed + 1, drop_last=True, mean=mean, std=std)
-        self.model = SearchNetwork(supernet, fast=fast).to(self.device)
+        # The eigenvalue's batch: the first validation images, not augmented, the same every epoch.
+        self.hessian_batch = next(iter(BatchLoader(val, config.batch_size, shuffle=False, device=device,
+                                                   mean=mean, std=std)))
+        if config.space == "nb201":
+            self.model: nn.Module = NB201SearchNetwork(supernet, fast=fast, relaxation=config.regularizer)
+        else:
+            self.model = SearchNetwork(supernet, fast=fast, relaxation=config.regularizer)
+        self.model.to(self.device)
         self.optimizer, self.architect = make_optimizers(self.model, config.hyper)
         self.history: list[EpochRecord] = []
         self.start_epoch = 0
@@ -205,8 +246,9 @@ class Search:
     def run(
         self, on_epoch: Callable[[EpochRecord], None] | None = None, progress: bool = False,
         max_steps: int | None = None,
-    ) -> Genotype:
-        """Search (resuming if the run directory holds a checkpoint); the final genotype.
+    ) -> Genotype | str:
+        """Search (resuming if the run directory holds a checkpoint); the final genotype (NB201:
+        the cell's string).
 
         `max_steps` caps the steps per epoch (for quick runs and tests). The run directory is
         locked for the whole run: a second process on it exits with one line (`WriterLock`)."""
@@ -215,7 +257,7 @@ class Search:
             return self._run(on_epoch, progress, max_steps)
 
     def _run(self, on_epoch: Callable[[EpochRecord], None] | None, progress: bool,
-             max_steps: int | None) -> Genotype:
+             max_steps: int | None) -> Genotype | str:
         resumed = self._load()
         if resumed and on_epoch is not None:
             for record in self.history:
@@ -229,6 +271,8 @@ class Search:
             steps = len(self.train_loader) if max_steps is None else min(max_steps, len(self.train_loader))
             bar = TaskBar(f"epoch {epoch + 1}/{epochs}", steps) if progress else None
             self.model.train()
+            progress_now = epoch / epochs
+            self.architect.penalty = lambda alphas, p=progress_now: self.config.regularizer.penalty(alphas, p)
             loss_sum, correct, seen = 0.0, 0, 0
             val_batches = _cycle(self.val_loader)
             try:
@@ -253,12 +297,32 @@ class Search:
                 epoch=epoch + 1, lr=lr, train_loss=loss_sum / max(1, seen),
                 train_accuracy=correct / max(1, seen), val_loss=val_loss, val_accuracy=val_accuracy,
                 seconds=time.perf_counter() - started, genotype=str(self.model.genotype()),
+                **self.diagnostics(epoch),
             )
             self.history.append(record)
             self._save()
             if on_epoch is not None:
                 on_epoch(record)
         return self.model.genotype()
+
+    def diagnostics(self, epoch: int) -> dict[str, Any]:
+        """The collapse indicators of the current alphas (see the module docstring)."""
+        from edgenas.darts import nb201
+
+        out: dict[str, Any] = {"alphas": [a.detach().cpu().double().tolist() for a in self.model.arch_parameters()]}
+        if self.config.hessian_iterations:
+            out["eigenvalue"] = dominant_eigenvalue(self.model, self.hessian_batch, self.config.hessian_iterations,
+                                                    seed=self.config.seed + epoch)
+        if self.config.space == "nb201":
+            arch = self.model.genotype()
+            out["skip_share"] = nb201.skip_share(nb201.cell_ops(arch))
+            if self.tables is not None:
+                row = nb201.look_up(self.tables, arch, self.table_dataset, self.latency_device)
+                out.update(index=row["index"], test_accuracy=row["test_accuracy"], latency_ms=row["latency_ms"])
+        else:
+            ops = [op for op, _ in self.model.genotype().normal]
+            out["skip_share"] = nb201.skip_share(ops)
+        return out
 
     @torch.no_grad()
     def validate(self, max_steps: int | None = None) -> tuple[float, float]:

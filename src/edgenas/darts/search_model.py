@@ -17,7 +17,7 @@ op-by-op sum so that tests and the benchmark can compare against it):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -37,6 +37,7 @@ from edgenas.darts.fused import (
 )
 from edgenas.darts.genotypes import Genotype, derive_genotype
 from edgenas.darts.ops import EVAL_NORM, PRIMITIVES, SEARCH_NORM, check_op, make_op
+from edgenas.darts.regularizers import Relaxation
 from edgenas.errors import UserError
 
 ALPHA_PREFIX = "alphas_"
@@ -87,10 +88,17 @@ class SupernetConfig:
 class MixedOp(nn.Module):
     """One edge of the supernet: every candidate op, weighted by one row of softmax(alpha)."""
 
-    def __init__(self, channels: int, stride: int, primitives: Sequence[str] = PRIMITIVES) -> None:
+    def __init__(
+        self, channels: int, stride: int, primitives: Sequence[str] = PRIMITIVES,
+        make: Callable[[str], nn.Module] | None = None,
+    ) -> None:
+        """`make(name)` builds one op (default: DARTS' search-time op table); another space's
+        supernet (NAS-Bench-201's) passes its own table and keeps this mixed op and its fast path."""
         super().__init__()
         self.stride = stride
-        self.ops = nn.ModuleList(make_op(p, channels, stride, search=True) for p in primitives)
+        if make is None:
+            make = lambda name: make_op(name, channels, stride, search=True)  # noqa: E731
+        self.ops = nn.ModuleList(make(p) for p in primitives)
         # How the fast path runs each op (fixed at build time): skipped, on the shared ReLU, on
         # pixel phases of the shared ReLU (dilated convs), or as it is.
         self._kinds = tuple(self._kind(op) for op in self.ops)
@@ -225,10 +233,14 @@ class SearchNetwork(nn.Module):
     def __init__(
         self, config: SupernetConfig | None = None, fast: bool = True,
         channels_last: bool | None = None, recompute: bool | int | None = None,
+        relaxation: Relaxation | None = None,
     ) -> None:
         super().__init__()
         self.config = config = config or SupernetConfig()
         self.fast = fast
+        # How alpha becomes mixing weights (softmax; DrNAS: Dirichlet samples in training).
+        self.relaxation = relaxation or Relaxation()
+        self.sample_mixing = True  # False: the relaxation's deterministic weights even in training
         # Recompute edges in backward instead of keeping their intermediates (fast path only):
         # True: every cell; an int k: the first k cells; None: the cells up to and including the
         # first reduction, which hold two thirds of the activation memory (full resolution) and
@@ -267,8 +279,9 @@ class SearchNetwork(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         s0 = s1 = self.stem(x)
-        normal = torch.softmax(self.alphas_normal, dim=-1)
-        reduce = torch.softmax(self.alphas_reduce, dim=-1)
+        sample = self.training and self.sample_mixing
+        normal = self.relaxation.mixing(self.alphas_normal, sample)
+        reduce = self.relaxation.mixing(self.alphas_reduce, sample)
         for i, cell in enumerate(self.cells):
             weights = reduce if cell.reduction else normal
             s0, s1 = s1, cell(s0, s1, weights, self.fast, i < self.recompute_cells)
@@ -290,4 +303,6 @@ class SearchNetwork(nn.Module):
         return [p for _, p in self.named_weight_parameters()]
 
     def genotype(self) -> Genotype:
-        return derive_genotype(self.alphas_normal, self.alphas_reduce, self.config.steps, self.config.primitives)
+        # derive_genotype softmaxes its input: the log of the relaxation's strengths gives them back.
+        normal, reduce = (self.relaxation.strengths(a.detach().double()).log() for a in self.arch_parameters())
+        return derive_genotype(normal, reduce, self.config.steps, self.config.primitives)

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from edgenas.darts.architect import Architect, Batch
-from edgenas.darts.search_model import SearchNetwork
+from edgenas.darts.architect import Architect, ArchModel, Batch
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class SearchHyper:
     order: int = 1
 
 
-def make_optimizers(model: SearchNetwork, hyper: SearchHyper) -> tuple[torch.optim.SGD, Architect]:
+def make_optimizers(model: ArchModel, hyper: SearchHyper) -> tuple[torch.optim.SGD, Architect]:
     weights = torch.optim.SGD(
         model.weight_parameters(), lr=hyper.lr, momentum=hyper.momentum,
         weight_decay=hyper.weight_decay,
@@ -42,7 +41,7 @@ def make_optimizers(model: SearchNetwork, hyper: SearchHyper) -> tuple[torch.opt
 
 
 def search_step(
-    model: SearchNetwork, optimizer: torch.optim.SGD, architect: Architect,
+    model: nn.Module, optimizer: torch.optim.SGD, architect: Architect,
     train: Batch, val: Batch, lr: float, grad_clip: float | None,
 ) -> tuple[float, float, torch.Tensor]:
     """Alpha step (validation batch), then weight step (training batch) at learning rate `lr`.

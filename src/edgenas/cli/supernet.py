@@ -1,4 +1,4 @@
-"""`edgenas supernet train|check`: train a weight-sharing supernet of the MnasNet space, and measure
+"""`edgenas supernet train|check|search`: train a weight-sharing supernet of the MnasNet space, and measure
 how well its inherited weights rank architectures.
 
 A trained supernet directory is what `edgenas search --space mnas --evaluator oneshot --supernet
@@ -65,6 +65,87 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--seed", type=int, default=0, help="which random architectures (default 0)")
     check.add_argument("--json", action="store_true", help="print the result as one JSON object")
     check.set_defaults(handler=_check)
+    _register_search(commands)
+
+
+def _register_search(commands: argparse._SubParsersAction) -> None:
+    """`edgenas supernet search`: latency-aware differentiable search on the supernet (issue 13).
+
+    Why a supernet subcommand and not `edgenas search --strategy gradient`: `edgenas search` is
+    ask/tell over a store of trials, and a gradient search has no trials to ask for; it trains the
+    supernet's weights and its architecture logits together, which is this command group's job
+    (`--supernet DIR` inherits a trained one)."""
+    from edgenas.data import DATASET_HELP
+    from edgenas.latency.settings import add_latency_options
+    from edgenas.spaces.mnas_choices import CHOICE_TYPES, SPACE_PRESETS
+    from edgenas.supernet.gradient_search import SearchSettings
+    from edgenas.supernet.latency_loss import PENALTIES
+    from edgenas.supernet.network import SHARING_MODES
+
+    d = SearchSettings(target_ms=1.0)
+    search = commands.add_parser("search", help="latency-aware gradient search on the supernet (rerun to resume)")
+    search.add_argument("--target-ms", type=float, required=True, help="latency target T in ms, on the LUT's device")
+    search.add_argument("--supernet", default=None, help="a trained supernet directory to inherit weights from "
+                        "(default: start from scratch)")
+    search.add_argument("--space-preset", default=None, choices=sorted(SPACE_PRESETS), help=f"default {d.space_preset}")
+    search.add_argument("--space-option", action="append", default=None, metavar="KEY=V1,V2",
+                        help=f"override a choice list ({', '.join(CHOICE_TYPES)}) (repeatable)")
+    search.add_argument("--dataset", default=None, help=f"{DATASET_HELP} (default {d.dataset})")
+    search.add_argument("--data-dir", default=None, help="where the cifar10-jpeg shards are")
+    search.add_argument("--subset", type=int, default=None, help="use N images of the train split (default all)")
+    search.add_argument("--val-fraction", type=float, default=None,
+                        help=f"the part the architecture steps on (default {d.val_fraction})")
+    search.add_argument("--sharing", default=None, choices=SHARING_MODES, help=f"default {d.sharing}")
+    search.add_argument("--epochs", type=int, default=None, help=f"default {d.epochs}")
+    search.add_argument("--warmup-epochs", type=int, default=None, help=f"weights only first (default {d.warmup_epochs})")
+    search.add_argument("--batch-size", type=int, default=None, help=f"default {d.batch_size}")
+    search.add_argument("--lr", type=float, default=None, help=f"weights' SGD learning rate, cosine (default {d.lr})")
+    search.add_argument("--arch-lr", type=float, default=None, help=f"logits' Adam learning rate (default {d.arch_lr})")
+    search.add_argument("--penalty", default=None, choices=tuple(PENALTIES),
+                        help=f"how CE and E[LAT] join: abs = CE + w|E/T - 1|, mult = CE (E/T)^w (default {d.penalty})")
+    search.add_argument("--latency-weight", type=float, default=None, help=f"w (default {d.latency_weight:g})")
+    search.add_argument("--tau-start", type=float, default=None, help=f"default {d.tau_start:g}")
+    search.add_argument("--tau-end", type=float, default=None, help=f"default {d.tau_end:g}")
+    search.add_argument("--seed", type=int, default=None, help=f"default {d.seed}")
+    add_latency_options(search, "latency-", ("backend", "runs", "warmup", "threads", "cache", "calibration",
+                                              "layer-passes"))
+    search.add_argument("--out", required=True, help="run directory (history.json, arch_history.png, result.json)")
+    search.add_argument("--force", action="store_true", help="search again into a finished --out")
+    search.add_argument("--quiet", action="store_true", help="no progress bar")
+    search.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    search.set_defaults(handler=_search)
+
+
+def search_settings_from_args(args: argparse.Namespace):
+    """The search settings the flags ask for; flags not given keep `SearchSettings`' defaults."""
+    from edgenas.latency.settings import LatencySettings
+    from edgenas.supernet.gradient_search import SearchSettings
+
+    given = {name: getattr(args, name) for name in (
+        "target_ms", "supernet", "space_preset", "dataset", "data_dir", "subset", "val_fraction", "sharing", "epochs",
+        "warmup_epochs", "batch_size", "lr", "arch_lr", "penalty", "latency_weight", "tau_start", "tau_end", "seed")
+        if getattr(args, name) is not None}
+    if args.space_option:
+        given["space_options"] = tuple(args.space_option)
+    return SearchSettings(**given, latency=LatencySettings.from_args(args, "latency-", mode="lut"))
+
+
+def _search(args: argparse.Namespace) -> int:
+    from edgenas.supernet.gradient_search import RESULT, finished, run_search
+
+    out = Path(args.out)
+    if finished(out) and not args.force:  # checked again in run_search; here before a slow data load
+        raise UserError(f"{out / RESULT} already exists (a finished search); choose another --out or pass --force")
+    result = run_search(out, search_settings_from_args(args), progress=not (args.quiet or args.json), force=args.force)
+    if args.json:
+        print_json(result | {"out": str(out)})
+        return 0
+    print(f"derived: {result['arch']}")
+    print(f"latency on {result['backend']}: target {result['target_ms']:g} ms, E[LAT] {result['expected_ms']:.4g} ms, "
+          f"LUT {result['predicted_ms']:.4g} ms, measured {result['measured_ms']:.4g} ms "
+          f"({result['measured_error']:+.0%} of the target)")
+    print(f"history: {out / 'history.json'}, {out / 'arch_history.png'}")
+    return 0
 
 
 def settings_from_args(args: argparse.Namespace):

@@ -9,7 +9,9 @@ instead of a proxy training, and a strategy can see thousands of them.
 
 Every candidate is recalibrated on the same batches (drawn once, seeded) and scored on the same
 images, so its score does not depend on when in the search it was evaluated, and a resumed search
-scores the same architecture the same. Latency comes from a latency collaborator, as for the proxy
+scores the same architecture the same. The process keeps freed memory for the next candidate
+(`edgenas.util.allocator`): without it the kernel's page faults cost as much as the arithmetic.
+Latency comes from a latency collaborator, as for the proxy
 evaluator (the LUT by default: predicted, not measured; the final front is measured end to end).
 
 An architecture outside the supernet's space, a latency failure or any exception is a failed
@@ -109,7 +111,9 @@ class OneShotEvaluator:
         if self._loaded is None:
             from edgenas.data import BatchLoader
             from edgenas.supernet.training import held_out_data, load_supernet
+            from edgenas.util.allocator import keep_freed_memory
 
+            keep_freed_memory()  # in whichever process scores: the CLI's, a Ray worker's
             supernet, record = load_supernet(self.supernet_dir)
             train_part, val_part = held_out_data(record, self.data_dir)
             cfg = self.config

@@ -50,7 +50,7 @@ class ArchitectureDistribution(nn.Module):
             soft = torch.softmax(logits / tau + gumbel, dim=0)
             chosen = int(soft.argmax())
             indices.append(chosen)
-            gate = 1.0 + soft[chosen] - soft[chosen].detach()
+            gate = (soft[chosen] - soft[chosen].detach()) + 1.0  # exactly 1: (s - s) is 0 in floats
             if number % _PER_BLOCK == 0:
                 gates.append(gate)
             else:

@@ -153,6 +153,9 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
         {"lr": 0.01, "target_kl": 0.02, "entropy_weight": 0.01, "epochs": 10, "backtrack": True, "batch_size": 3},
         {"lr": 0.003, "target_kl": 0.01, "entropy_weight": 0.01, "epochs": 10},
         {"lr": 0.003, "target_kl": 0.01, "entropy_weight": 0.03, "epochs": 10, "batch_size": 3},
+    ] + [  # third round (issue 11's diagnosis), each one change to the defaults: the batch as baseline
+        # and scale; redrawing architectures already evaluated (up to 10 draws)
+        {"batch_baseline": True}, {"draws": 10}, {},
     ],
     "reinforce": [
         OLD_DEFAULTS["reinforce"],

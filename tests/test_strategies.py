@@ -292,6 +292,53 @@ def test_approx_kl_estimator():
     assert approx_kl(log_ratio) == pytest.approx(0.2231, abs=1e-4)
 
 
+# ---- the batch as its own baseline; redrawing known architectures ------------------------------
+@pytest.mark.parametrize("batch_baseline", [True, False])
+def test_batch_baseline_ignores_the_history_of_rewards(batch_baseline):
+    # A moving baseline far above the batch (0.9 against 0.5 / 0.6: the history had better
+    # rewards) makes both advantages negative, so both samples become less likely. With the batch
+    # as its own baseline and scale only the ranking inside the batch counts: the better sample
+    # becomes more likely, and the update is the one a strategy with no history at all makes.
+    space = GridSpace((5, 5))
+
+    def told(history: bool) -> PPO:
+        strategy = PPO(space, seed=1, batch_size=2, lr=0.01, hidden_size=8, entropy_weight=0.0,
+                       batch_baseline=batch_baseline)
+        if history:
+            strategy.baseline = 0.9
+            strategy.reward_count, strategy.reward_mean, strategy.reward_m2 = 50, 0.5, 49 * 0.3 ** 2
+        _tell_off_policy(strategy, [("1-2", 0.6, 1.0), ("3-0", 0.5, 1.0)])
+        return strategy
+
+    fresh, with_history = told(False), told(True)
+    p_better = _log_prob(PPO(space, seed=1, hidden_size=8), (1, 2))
+    same = all(torch.equal(a, b) for a, b in zip(_parameters(fresh), _parameters(with_history)))
+    if batch_baseline:
+        assert same and _log_prob(with_history, (1, 2)) > p_better
+    else:
+        assert not same and _log_prob(with_history, (1, 2)) < p_better
+
+
+def test_redrawing_proposes_unknown_architectures_and_keeps_the_policys_log_prob():
+    # A policy that puts about a third of its mass on 0-0: once 0-0 is known, a plain sample
+    # repeats it every third ask; with up to 10 draws, a repeat needs ten 0-0 draws in a row.
+    space = GridSpace((3, 3))
+    counts = {}
+    for draws in (1, 10):
+        strategy = PPO(space, seed=3, hidden_size=8, draws=draws)
+        with torch.no_grad():
+            for head in strategy.policy.heads:
+                head.bias.copy_(torch.tensor([0.6, 0.0, 0.0]))
+        strategy.tell("0-0", 0.5)
+        counts[draws] = 0
+        for _ in range(200):
+            c = strategy.ask()
+            counts[draws] += c.arch == "0-0"
+            # the log-probability kept is the unrestricted policy's; nothing else becomes known
+            assert strategy.pending.pop(c.arch)[0] == pytest.approx(_log_prob(strategy, c.indices), abs=1e-5)
+    assert counts[1] > 40 and counts[10] <= 1, counts
+
+
 # ---- diagnostics stored by the search loop -------------------------------------------------------
 class ToyEvaluator:
     """Scores a GridSpace architecture by how many decisions match an optimum; 1 ms latency."""

@@ -76,11 +76,13 @@ class PolicyGradientStrategy(Strategy):
         failure_reward: float = 0.0,
         normalize_advantages: bool = True,
         grad_clip: float = 5.0,
+        draws: int = 1,
+        batch_baseline: bool = False,
     ) -> None:
         super().__init__(space, seed)
-        if batch_size < 1 or lr <= 0 or not 0 <= baseline_decay < 1 or temperature <= 0:
+        if batch_size < 1 or lr <= 0 or not 0 <= baseline_decay < 1 or temperature <= 0 or draws < 1:
             raise UserError(
-                "the controller needs batch size >= 1, lr > 0, 0 <= baseline decay < 1, temperature > 0"
+                "the controller needs batch size >= 1, lr > 0, 0 <= baseline decay < 1, temperature > 0, draws >= 1"
             )
         self.batch_size = batch_size
         self.lr = lr
@@ -92,6 +94,9 @@ class PolicyGradientStrategy(Strategy):
         self.failure_reward = failure_reward
         self.normalize_advantages = normalize_advantages
         self.grad_clip = grad_clip
+        self.draws = draws
+        self.batch_baseline = batch_baseline
+        self.known: set[str] = set()  # architectures told about (their rewards are known)
         # The entropy of the uniform policy: the most the controller can have (nats).
         self.max_entropy = sum(math.log(n) for n in self.num_choices)
         # Weights are drawn from their own seeded stream so a strategy never disturbs (nor is
@@ -109,13 +114,24 @@ class PolicyGradientStrategy(Strategy):
         self.last_update: dict[str, Any] = {}  # what the latest update did (diagnostics())
 
     def ask(self) -> Candidate:
-        indices, log_prob = self.policy.sample(self.generator)
-        candidate = self.candidate(indices)
+        """A sample of the policy; with `draws` > 1, redrawn (up to `draws` samples in all) while it
+        is an architecture already told about or in flight. A known architecture's reward buys no
+        information, yet each repeat the loop tells back is one more sample in a batch, and a
+        concentrated policy's batches become mostly repeats of the architectures it already
+        favours. Redrawing samples the policy restricted to the unknown architectures (exactly,
+        when the bound is not reached), so every batch is of new evaluations. The log-probability
+        kept for the update is the unrestricted policy's, the one the update changes."""
+        for _ in range(self.draws):
+            indices, log_prob = self.policy.sample(self.generator)
+            candidate = self.candidate(indices)
+            if candidate.arch not in self.known and candidate.arch not in self.pending:
+                break
         self.pending.setdefault(candidate.arch, []).append(log_prob)
         return candidate
 
     def tell(self, arch: str, reward: float | None, result: TrialResult | None = None) -> None:
         indices = self.space.indices_from_arch(arch)
+        self.known.add(arch)
         waiting = self.pending.get(arch)
         if waiting:
             old_log_prob = waiting.pop(0)
@@ -145,7 +161,15 @@ class PolicyGradientStrategy(Strategy):
             delta = r[1] - self.reward_mean
             self.reward_mean += delta / self.reward_count
             self.reward_m2 += delta * (r[1] - self.reward_mean)
-        if self.normalize_advantages and self.reward_count > 1:
+        if self.batch_baseline:
+            # The batch is its own baseline and scale (as SB3 normalises per minibatch): the
+            # all-time spread is set by the poor architectures of the first batches and grows
+            # ever larger than the spread among the candidates a concentrating policy draws.
+            advantage = rewards - mean
+            spread = float(rewards.std(unbiased=False))
+            if self.normalize_advantages:
+                advantage = advantage / spread if spread > 0 else torch.zeros_like(advantage)
+        elif self.normalize_advantages and self.reward_count > 1:
             std = (self.reward_m2 / (self.reward_count - 1)) ** 0.5
             advantage = advantage / (std + 1e-8)
         with torch.no_grad():  # the entropy of the policy that sampled the batch (chain rule estimate)
@@ -197,6 +221,7 @@ class PolicyGradientStrategy(Strategy):
             reward_stats=[self.reward_count, self.reward_mean, self.reward_m2],
             batch=[[list(ind), reward, logp] for ind, reward, logp in self.batch],
             pending={arch: list(logps) for arch, logps in self.pending.items()},
+            known=sorted(self.known),
             updates=self.updates,
             last_update=dict(self.last_update),
         )
@@ -212,6 +237,7 @@ class PolicyGradientStrategy(Strategy):
         self.reward_count, self.reward_mean, self.reward_m2 = int(count), float(mean), float(m2)
         self.batch = [(tuple(int(i) for i in ind), float(r), float(lp)) for ind, r, lp in state["batch"]]
         self.pending = {arch: [float(x) for x in logps] for arch, logps in state["pending"].items()}
+        self.known = set(state.get("known", []))  # checkpoints before `draws` had none
         self.updates = int(state["updates"])
         self.last_update = dict(state.get("last_update", {}))  # checkpoints before diagnostics had none
 
@@ -226,6 +252,8 @@ class PolicyGradientStrategy(Strategy):
             "tanh_constant": self.tanh_constant,
             "failure_reward": self.failure_reward,
             "normalize_advantages": self.normalize_advantages,
+            "draws": self.draws,
+            "batch_baseline": self.batch_baseline,
         }
 
 

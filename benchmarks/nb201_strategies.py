@@ -330,6 +330,32 @@ DIAG_HEADER = ("| ratio after update, median min / max | 1 % min / 99 % max | ap
                "epochs (KL-stopped / backtracked) | entropy share @50 / 100 / 200 | repeat rate all / last quarter |")
 
 
+WINDOW = 50
+
+
+def _window_cells(tables: Tables, reward: Reward, runs: list[dict], n: int) -> list[str]:
+    """Per window of trials: under-T share / median regret / best so far / scale ratio / entropy."""
+    val, _ = tables.rewards(reward)
+    latency = tables.tables.latency_ms[reward.device]
+    cells = []
+    for a in range(0, n, WINDOW):
+        b = a + WINDOW
+        rows = []
+        for run in runs:
+            idx, got = run["index"][:b], run["reward"][:b]
+            regret = 100 * (val.max() - val[idx])
+            window = got[a:]
+            top = window[window > np.median(window)]
+            scale = np.std(got, ddof=1) / np.std(top, ddof=1) if len(top) > 1 and np.std(top) > 0 else np.nan
+            entropy = [e for e in run["entropy_share"][:b] if e is not None]
+            rows.append((np.mean(latency[idx[a:]] <= reward.target), np.median(regret[a:]), regret.min(), scale,
+                         entropy[-1] if entropy else np.nan))
+        table = np.array(rows, dtype=float)
+        m = [np.nanmean(col) if not np.isnan(col).all() else np.nan for col in table.T]
+        cells.append(f"{m[0]:.2f} / {m[1]:.1f} / {m[2]:.2f} / {m[3]:.1f}" + ("" if np.isnan(m[4]) else f" / {m[4]:.2f}"))
+    return cells
+
+
 def _within_bounds(runs: list[dict]) -> bool:
     updates = [u for r in runs for u in r["updates"]]
     return (np.percentile([u["ratio_min"] for u in updates], 1) >= RATIO_BOUNDS[0]
@@ -467,6 +493,18 @@ def evaluate(args: argparse.Namespace, tables: Tables) -> int:
         for r in rewards:
             for s in controllers:
                 print(f"| {r.label} | {s} | " + _diagnostics_row(runs[(r.label, s)]) + " |")
+
+    constrained = [r for r in rewards if r.target is not None and r.kind == "hard"]
+    if constrained:
+        print("\nWhere the search goes, per window of 50 trials, mean over seeds: share of trials under T; median "
+              "validation regret of the window's trials; best so far; reward spread over every trial so far over the "
+              "spread of the window's better half (how much the all-time scale of the advantages shrinks them); "
+              "entropy share at the window's end")
+        print("| reward | strategy | " + " | ".join(f"trials {a + 1}-{a + WINDOW}" for a in range(0, n, WINDOW)) + " |")
+        print("|" + "---|" * (2 + len(range(0, n, WINDOW))))
+        for r in constrained:
+            for s in strategies:
+                print(f"| {r.label} | {s} | " + " | ".join(_window_cells(tables, r, runs[(r.label, s)], n)) + " |")
 
     print(f"\n{len(jobs)} searches in {elapsed:.0f} s with {args.workers} worker processes")
     if args.plot and curves:

@@ -252,8 +252,10 @@ class PolicyGradientStrategy(Strategy):
             "tanh_constant": self.tanh_constant,
             "failure_reward": self.failure_reward,
             "normalize_advantages": self.normalize_advantages,
-            "draws": self.draws,
-            "batch_baseline": self.batch_baseline,
+            # Options added after runs were stored appear only when set: a run's config must stay
+            # the same for the search to resume (the store refuses a differing one).
+            **({"draws": self.draws} if self.draws != 1 else {}),
+            **({"batch_baseline": True} if self.batch_baseline else {}),
         }
 
 

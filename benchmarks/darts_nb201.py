@@ -9,7 +9,7 @@ benchmark resumes where it stopped (rerun the same command).
 
 Two protocols (every value can be overridden by its flag):
 
-- `--protocol reduced` (CPU, about an hour for 3 x 3 searches on a 2-core machine): 1,280
+- `--protocol reduced` (CPU, sized to fit about an hour for 3 x 3 searches on 2 cores): 1,280
   CIFAR-10 training images (class-balanced from the first JPEG shard) split 640 / 640 into the
   weights' and alpha's halves, batch 32, 12 epochs (20 steps each), N = 1 cell per stage,
   C = 8 channels, first order, weight SGD lr 0.025 cosine to 0.001 (the paper's), alpha's Adam lr

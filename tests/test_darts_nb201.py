@@ -188,6 +188,7 @@ def test_killed_nb201_search_resumes_exactly(tmp_path, nb201_dir):
     assert resumed.start_epoch == 1
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
+
     def timeless(history):
         return [{k: v for k, v in r.__dict__.items() if k != "seconds"} for r in history]
 

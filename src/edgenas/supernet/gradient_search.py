@@ -69,7 +69,7 @@ class SearchSettings:
     penalty: str = "abs"
     latency_weight: float = 2.0
     tau_start: float = 5.0
-    tau_end: float = 0.5
+    tau_end: float = 0.3
     supernet: str | None = None  # a trained supernet directory to inherit weights from
     seed: int = 0
     latency: LatencySettings = field(default_factory=lambda: LatencySettings(mode="lut"))
@@ -268,6 +268,7 @@ def run_search(out: str | Path, settings: SearchSettings, *, dataset: ImageDatas
             finally:
                 bar.close()
             plot_history(state.history, settings.target_ms, out / PLOT)
+            model.tau = settings.tau(settings.epochs - 1)  # also when a resumed run had no epoch left
             arch = model.derive()
             result = {
                 "arch": arch, "target_ms": settings.target_ms, "expected_ms": float(model.expected_ms().detach()),

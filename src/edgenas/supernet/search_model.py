@@ -57,8 +57,13 @@ class GradientSearchModel(nn.Module):
 
     # ---- pieces -----------------------------------------------------------------------------
     def expected_ms(self) -> torch.Tensor:
-        """E[LAT] (ms) of the distribution (probabilities at temperature 1: the one derived from)."""
-        return self.expected(self.distribution.probabilities())
+        """E[LAT] (ms) of the distribution the search draws from, softmax(logits / tau).
+
+        Why at tau and not at 1: the derived network is the most probable one, and at 1 a still
+        broad distribution can have its expectation at the target while its most probable network
+        lies far from it (docs/bench/gradient_search.md). As tau anneals, this expectation
+        approaches the derived network's prediction, so the penalty acts on what is derived."""
+        return self.expected(self.distribution.probabilities(self.tau))
 
     def weight_loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The weights' step: CE of one path drawn at `tau` (no gradient to the logits)."""

@@ -30,8 +30,6 @@ from edgenas.darts.search_model import ALPHA_PREFIX, MixedOp
 from edgenas.errors import UserError
 from edgenas.spaces import nb201
 
-_CONV_KERNELS = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
-
 
 @dataclass(frozen=True)
 class NB201SupernetConfig:
@@ -63,9 +61,7 @@ class NB201SupernetConfig:
 def make_search_op(op: str, channels: int, affine: bool) -> nn.Module:
     """One NB201 op for the supernet: `spaces.nb201.make_op`'s op, with search-time BN (no affine)
     in the two convolutions unless `affine` (none, skip and the pool have no BN to choose)."""
-    if op in _CONV_KERNELS and not affine:
-        return ConvBnAct(channels, channels, _CONV_KERNELS[op], norm=SEARCH_NORM, preact=True)
-    return nb201.make_op(op, channels)
+    return nb201.make_op(op, channels, CELL_NORM if affine else SEARCH_NORM)
 
 
 class NB201SearchCell(nn.Module):

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from edgenas.blocks import ConvBnAct, PoolBN, Zero
-from edgenas.blocks.core import CELL_NORM
+from edgenas.blocks.core import CELL_NORM, NormSpec
 from edgenas.errors import UserError
 from edgenas.spaces.base import Decision, SearchSpace
 
@@ -31,16 +31,17 @@ EDGES: tuple[tuple[int, int], ...] = tuple((i, j) for i in range(1, NODES) for j
 _GROUP = re.compile(r"^([a-z0-9_]+)~(\d+)$")
 
 
-def make_op(op: str, channels: int) -> nn.Module:
-    """One cell edge. Convolutions keep the width and resolution (cells never reduce here)."""
+def make_op(op: str, channels: int, norm: NormSpec = CELL_NORM) -> nn.Module:
+    """One cell edge. Convolutions keep the width and resolution (cells never reduce here); `norm`
+    is their BatchNorm (DARTS searches with a non-affine one)."""
     if op == "none":
         return Zero()
     if op == "skip_connect":
         return nn.Identity()
     if op == "nor_conv_1x1":
-        return ConvBnAct(channels, channels, 1, norm=CELL_NORM, preact=True)
+        return ConvBnAct(channels, channels, 1, norm=norm, preact=True)
     if op == "nor_conv_3x3":
-        return ConvBnAct(channels, channels, 3, norm=CELL_NORM, preact=True)
+        return ConvBnAct(channels, channels, 3, norm=norm, preact=True)
     if op == "avg_pool_3x3":
         return PoolBN("avg", channels, stride=1)
     raise UserError(f"unknown NAS-Bench-201 op '{op}'; choose one of {', '.join(OPS)}")

@@ -2,8 +2,7 @@
 
 For each space preset at the dataset's resolution (CIFAR-10: 32x32, the CIFAR layout): a supernet is
 trained briefly (`--supernet-steps`: its weights do not change the cost of scoring), then `-n`
-random architectures are scored one-shot at the evaluator's defaults (BatchNorm re-estimated on 4
-batches of 128, 1,000 held-out images) and `--proxy-n` of them proxy-trained as `edgenas search
+random architectures are scored one-shot at the evaluator's defaults (`OneShotConfig`) and `--proxy-n` of them proxy-trained as `edgenas search
 --space mnas` does at `--proxy-steps`. Prints seconds per candidate (median and p90) and the ratio.
 
     python benchmarks/oneshot_cost.py --dataset cifar10-jpeg:1 -n 20

@@ -12,8 +12,9 @@ prediction, and the report files are written. The command lines it runs are prin
 can change one flag and run them. Rerunning on the same `--out` resumes (a finished supernet is
 kept, a finished search just prints its front again).
 
-The settings (epochs, budget, scoring images) are sized to finish in about ten minutes on a
-2-core CPU; the timing they were chosen on is in docs/demo.md.
+The settings (epochs, budget, scoring images) aim at about ten minutes on a quiet 2-core CPU:
+16 supernet epochs because 8 left the one-shot scores too weak to rank (docs/bench/supernet.md);
+what the demo took where it was measured is in docs/demo.md.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ DEFAULT_OUT = "runs/demo"
 # The demo's supernet and search; every value is an `edgenas supernet train` or `edgenas search`
 # flag (see docs/demo.md for the choice).
 DEMO = {
-    "supernet_epochs": 8,
+    "supernet_epochs": 16,
     "budget": 500,
     "target_ms": 0.15,
     "val_images": 500,  # held-out digits each candidate is scored on

@@ -16,7 +16,6 @@ scale would let an op rescale its output and confound alpha); `affine=True` buil
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -26,7 +25,7 @@ from edgenas.blocks import ConvBnAct
 from edgenas.blocks.core import CELL_NORM
 from edgenas.darts.ops import SEARCH_NORM
 from edgenas.darts.regularizers import Relaxation
-from edgenas.darts.search_model import ALPHA_PREFIX, MixedOp
+from edgenas.darts.search_model import AlphaSupernet, MixedOp
 from edgenas.errors import UserError
 from edgenas.spaces import nb201
 
@@ -88,7 +87,7 @@ class NB201SearchCell(nn.Module):
         return nodes[-1]
 
 
-class NB201SearchNetwork(nn.Module):
+class NB201SearchNetwork(AlphaSupernet):
     """Stem, three stages of search cells joined by NB201's reduction blocks, BN-ReLU, pool,
     classifier; `alphas_cell` (6 x 5) weighs the ops of every cell. Same interface as
     `SearchNetwork`: `loss`, `arch_parameters`, `weight_parameters`, `relaxation`."""
@@ -129,19 +128,8 @@ class NB201SearchNetwork(nn.Module):
             x = layer(x, weights, self.fast) if isinstance(layer, NB201SearchCell) else layer(x)
         return self.classifier(self.head(x).mean((2, 3)))
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(self(x), y)
-
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alphas_cell]
-
-    def named_weight_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        for name, p in self.named_parameters():
-            if not name.startswith(ALPHA_PREFIX):
-                yield name, p
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        return [p for _, p in self.named_weight_parameters()]
 
     def strengths(self) -> torch.Tensor:
         """Each edge's op weights as the relaxation defines them deterministically (6 x 5)."""

@@ -225,7 +225,27 @@ class SearchCell(nn.Module):
         return torch.cat(states[-self.multiplier :], dim=1)
 
 
-class SearchNetwork(nn.Module):
+class AlphaSupernet(nn.Module):
+    """What every DARTS-style supernet shares: its alphas (`alphas_*` parameters, listed by the
+    subclass in a fixed order) apart from the weights, and the loss the architect steps on."""
+
+    def arch_parameters(self) -> list[nn.Parameter]:  # pragma: no cover - each supernet lists its own
+        raise NotImplementedError
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(self(x), y)
+
+    def named_weight_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """Every parameter but the alphas: what the weight optimiser trains."""
+        for name, p in self.named_parameters():
+            if not name.startswith(ALPHA_PREFIX):
+                yield name, p
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for _, p in self.named_weight_parameters()]
+
+
+class SearchNetwork(AlphaSupernet):
     """The supernet. `alphas_normal` / `alphas_reduce` are parameters of the module (so they are
     in its state_dict), but optimisers take them apart: see `weight_parameters` and
     `arch_parameters`."""
@@ -287,20 +307,8 @@ class SearchNetwork(nn.Module):
             s0, s1 = s1, cell(s0, s1, weights, self.fast, i < self.recompute_cells)
         return self.classifier(s1.mean((2, 3)))
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(self(x), y)
-
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alphas_normal, self.alphas_reduce]
-
-    def named_weight_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        """Every parameter but the alphas: what the weight optimiser trains."""
-        for name, p in self.named_parameters():
-            if not name.startswith(ALPHA_PREFIX):
-                yield name, p
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        return [p for _, p in self.named_weight_parameters()]
 
     def genotype(self) -> Genotype:
         # derive_genotype softmaxes its input: the log of the relaxation's strengths gives them back.

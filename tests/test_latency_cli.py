@@ -85,17 +85,22 @@ def test_lut_build_then_validate_json_contract(tmp_path, capsys):
     """
     common = ["--space", "mnas", "--resolution", "48", "--classes", "10", "--runs", "3", "--warmup", "1",
               "--cache", str(tmp_path / "c.sqlite")]
-    code, out, err = run_cli(["latency", "lut", "build", *common, "--sample", "2", "--calibration", "3", "--json"],
-                             capsys)
+    code, out, err = run_cli(["latency", "lut", "build", *common, "--sample", "2", "--calibration", "3",
+                              "--held-out", "0", "--json"], capsys)
     built = json.loads(out)
     assert code == 0, err
     assert built["lut_entries"] >= built["layers"] > 0 and built["timed_now"] == built["layers"]
-    assert built["correction"]["n"] == 3
+    assert built["correction"]["n"] == 3 and built["held_out"] is None
 
-    code, out, err = run_cli(["latency", "lut", "build", *common, "--sample", "2", "--calibration", "4", "--json"],
-                             capsys)
+    # the second build judges its fit on 3 held-out networks; a budget of 0 s allows one round
+    code, out, err = run_cli(["latency", "lut", "build", *common, "--sample", "2", "--calibration", "4",
+                              "--held-out", "3", "--check-budget", "0", "--json"], capsys)
     again = json.loads(out)
     assert code == 0 and again["timed_now"] == 0 and again["correction"]["n"] == 4, err
+    check = again["held_out"]
+    assert check["n"] == 3 and check["rounds"] == 1 and check["calibration_archs"] == 4
+    assert check["ended"] == ("target reached" if check["within_tolerance"] >= 0.99 else "budget spent")
+    assert "round 1: 4 calibration networks" in err
 
     code, out, err = run_cli(["latency", "lut", "validate", *common, "-n", "6", "--calibration", "4", "--json"],
                              capsys)

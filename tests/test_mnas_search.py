@@ -158,3 +158,36 @@ def test_a_trial_decodes_its_architecture_string_once(tmp_path, monkeypatch, mod
     assert result.ok, result.error
     assert result.latency_ms > 0 and result.metrics["latency"]["source"] == ("lut" if mode == "lut" else "measured")
     assert calls == arch.split()  # each block of the string decoded once, in order
+
+
+def test_a_search_on_the_lut_measures_its_front_end_to_end_and_reports_both(tmp_path, capsys):
+    """The search ranks by the LUT's prediction; the front it ends with is then measured end to end,
+    and front.json and the report put the prediction beside the measurement."""
+    import json
+
+    from edgenas.latency.cache import LatencyCache
+    from edgenas.report import write_report
+
+    out, cache = tmp_path / "run", tmp_path / "latency.sqlite"
+    code, stdout, err = _run(_search(out, cache, "--latency-mode", "lut", "--latency-calibration", "3", budget=4),
+                             capsys)
+    assert code == 0, err
+    with Store.open_existing(out) as store:
+        front = store.pareto()
+        assert all(t.metrics["latency"]["source"] == "lut" for t in store.trials("ok"))
+    rows = json.loads((out / "front.json").read_text())
+    assert [r["arch"] for r in rows] == [t.arch for t in front]
+    stored = LatencyCache(str(cache))
+    try:  # every front network was measured end to end (the cache holds its measurement)
+        measured_archs = {arch for (arch,) in stored._db.execute("SELECT arch FROM measurements")}
+    finally:
+        stored.close()
+    assert {r["arch"] for r in rows} <= measured_archs
+    for row, trial in zip(rows, front):
+        assert row["predicted_ms"] == trial.latency_ms and row["measured_ms"] > 0
+        assert row["measured_ms"] != row["predicted_ms"]  # a measurement, not the prediction copied
+        assert row["error"] == pytest.approx(row["predicted_ms"] / row["measured_ms"] - 1)
+    assert "measured end to end" in stdout
+    markdown = write_report(out).markdown.read_text()
+    assert "| LUT (ms) | measured (ms) | LUT error |" in markdown
+    assert f"{rows[0]['measured_ms']:.3f}" in markdown

@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on the machines that run searches
 import matplotlib.pyplot as plt  # noqa: E402
 
+from edgenas.search.front import read_front
 from edgenas.search.store import Store, flatten  # noqa: E402
 from edgenas.search.trials import TrialRecord  # noqa: E402
 
@@ -56,7 +57,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
     _plot_rewards(trials, files.reward_png)
     if files.strategy_png is not None:
         _plot_dynamics(dynamics, files.strategy_png)
-    files.markdown.write_text(_markdown(config, trials, front, counts, target, dynamics))
+    files.markdown.write_text(_markdown(config, trials, front, counts, target, dynamics, read_front(run_dir)))
     return files
 
 
@@ -161,21 +162,32 @@ def _cell(text: str) -> str:
 
 
 def _markdown(config: dict[str, Any], trials: list[TrialRecord], front: list[TrialRecord],
-              counts: dict[str, int], target: float | None, dynamics: list[dict[str, Any]]) -> str:
+              counts: dict[str, int], target: float | None, dynamics: list[dict[str, Any]],
+              measured: list[dict[str, Any]] | None = None) -> str:
     lines = ["# Search report", ""]
     lines.append(f"- trials: {counts.get('ok', 0)} completed, {counts.get('failed', 0)} failed, "
                  f"{counts.get('running', 0)} in flight")
     if target is not None:
         lines.append(f"- latency target T: {target:g} ms")
     settings = ", ".join(f"{k}={v}" for k, v in sorted(flatten(config).items()) if not isinstance(v, (dict, list)))
+    # A front searched on predicted latency is measured end to end after the search (front.json):
+    # the prediction, the measurement and the error side by side.
+    by_arch = {row["arch"]: row for row in measured or []}
+    latency_columns = "LUT (ms) | measured (ms) | LUT error" if by_arch else "latency (ms)"
     lines += [f"- settings: {settings}", "", "## Pareto front (fastest first)", "",
-              "| arch | accuracy (%) | latency (ms) | params | MACs | reward |", "|---|---|---|---|---|---|"]
+              f"| arch | accuracy (%) | {latency_columns} | params | MACs | reward |",
+              "|---|---|---|---|---|---|" + ("---|---|" if by_arch else "")]
     for t in front:
         params = t.metrics.get("params")
         macs = t.metrics.get("macs")
         reward = "" if t.reward is None else f"{t.reward:.4f}"
+        latency = f"{t.latency_ms:.3f}"
+        if by_arch:
+            row = by_arch.get(t.arch)
+            latency += (f" | {row['measured_ms']:.3f} | {100 * (t.latency_ms / row['measured_ms'] - 1):+.1f} %"
+                        if row else " | | ")
         lines.append(
-            f"| {_cell(t.arch)} | {100 * t.accuracy:.2f} | {t.latency_ms:.3f} | "
+            f"| {_cell(t.arch)} | {100 * t.accuracy:.2f} | {latency} | "
             f"{'' if params is None else f'{params:,}'} | {'' if macs is None else f'{macs:,}'} | {reward} |"
         )
     failed = [t for t in trials if t.status == "failed"]

@@ -20,7 +20,6 @@ what the demo took where it was measured is in docs/demo.md.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 from edgenas.cli.output import arch_cell, print_table
 from edgenas.errors import UserError
 from edgenas.latency.settings import add_latency_options
+from edgenas.search.front import measure_front
 
 DEFAULT_OUT = "runs/demo"
 # The demo's supernet and search; every value is an `edgenas supernet train` or `edgenas search`
@@ -40,7 +40,6 @@ DEMO = {
     "val_images": 500,  # held-out digits each candidate is scored on
     "bn_batches": 2,  # batches of 128 training digits that re-estimate BatchNorm per candidate
 }
-FRONT = "front.json"  # the final front, predicted beside measured latency
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -115,7 +114,7 @@ def _demo(args: argparse.Namespace) -> int:
     if status != 0:
         return status
     run_dir = Path(args.out) / "search"
-    front = measure_front(run_dir, args)
+    front = measure_front(run_dir, lambda: _front_estimator(args))
     print_front(front, run_dir)
     from edgenas.report import write_report
 
@@ -124,35 +123,19 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure_front(run_dir: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The run's Pareto front (fastest first by prediction), each network measured end to end on
-    the search's latency settings; written to `run_dir/front.json`."""
+def _front_estimator(args: argparse.Namespace):
+    """Measure mode on the search's latency settings, over the supernet's space."""
     from dataclasses import replace
 
     from edgenas.latency.estimator import make_latency_estimator
     from edgenas.latency.protocol import Protocol
     from edgenas.latency.settings import LatencySettings
-    from edgenas.search.store import Store
     from edgenas.supernet.training import load_supernet
-    from edgenas.util.atomic import write_atomic
 
-    with Store.open_existing(run_dir) as store:
-        front = store.pareto()
-        counts = store.counts()
-    if not front:
-        raise UserError(f"the run in {run_dir} has no completed trial to show; see edgenas runs show {run_dir}")
     supernet, _ = load_supernet(Path(args.out) / "supernet")
     protocol = Protocol() if args.latency_runs is None else replace(Protocol(), runs=args.latency_runs)
     settings = LatencySettings(backend="onnxruntime", mode="measure", protocol=protocol, cache=args.latency_cache)
-    estimator = make_latency_estimator(supernet.space, settings)
-    rows = []
-    for trial in front:
-        measured = estimator.latency(supernet.space.decode(trial.arch))
-        rows.append({"arch": trial.arch, "accuracy": trial.accuracy, "predicted_ms": trial.latency_ms,
-                     "measured_ms": float(getattr(measured, "latency_ms", measured.median_ms)),
-                     "params": trial.metrics.get("params"), "trials": counts["ok"]})
-    write_atomic(run_dir / FRONT, json.dumps(rows, indent=2) + "\n")
-    return rows
+    return make_latency_estimator(supernet.space, settings)
 
 
 def print_front(rows: list[dict[str, Any]], run_dir: Path) -> None:

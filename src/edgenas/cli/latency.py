@@ -7,6 +7,8 @@ import sys
 
 from edgenas.cli.output import print_json, print_table
 from edgenas.errors import UserError
+from edgenas.latency.errors import LatencyError
+from edgenas.latency.lut_check import CheckPlan, build_checked
 from edgenas.latency.settings import LatencySettings, add_latency_options
 from edgenas.util.progress import progress_bar
 
@@ -39,6 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(build)
     build.add_argument("--sample", type=int, default=None,
                        help="time only the layers of N random architectures (default: every layer of the space)")
+    build.add_argument("--held-out", type=int, default=None,
+                       help=f"networks measured after the fit to judge it, never fitted on (default "
+                            f"{CheckPlan.held_out}; 0: no check)")
+    build.add_argument("--target", type=float, default=None,
+                       help=f"share of held-out networks within +-10 %% at which the check stops (default "
+                            f"{CheckPlan.target}); below it the build measures more networks and refits")
+    build.add_argument("--check-budget", type=float, default=None,
+                       help=f"seconds the check may spend measuring (default {CheckPlan.budget_s:.0f})")
     build.add_argument("--json", action="store_true", help="print one JSON object")
     build.set_defaults(handler=_lut_build)
 
@@ -164,6 +174,7 @@ def _lut_build(args: argparse.Namespace) -> int:
     from edgenas.latency.lut import network_like_order, space_layers
     from edgenas.util.lock import WriterLock
 
+    plan = _check_plan(args)
     estimator = _estimator(args)
     # One LUT build per cache at a time (searches may still read and add measurements): a second
     # build would time the same layers twice. A killed build keeps its finished chunks of layers.
@@ -185,11 +196,22 @@ def _lut_build(args: argparse.Namespace) -> int:
         # Always refit: the calibration networks' measurements come from the cache, so this costs
         # only the networks not measured yet, and the stored correction follows this version's form.
         correction = estimator.calibrate(estimator.calibration_archs)
+        held_out = None
+        if plan is not None:
+            held_out = build_checked(estimator, plan, progress=lambda line: print(line, file=sys.stderr))
+            correction = estimator.lut.correction
+            slow = held_out["baseline"]
+            if slow and slow["slow_baseline"]:
+                print(f"warning: the reference's baseline ({slow['baseline_ms']:.3f} ms) was taken in a slow phase: "
+                      f"the reference ran at {slow['reference_p10_ms']:.3f} ms or less in a tenth of this build's "
+                      f"measurements, so every figure in this cache reads {slow['high_pct']:.0f} % high; rebuild "
+                      "with a new --cache on a quieter machine", file=sys.stderr)
         summary = {"space": args.space, "resolution": estimator.resolution, "backend": estimator.backend,
                    "device": estimator.measurer.status.device, "layers": len(set((s.key, s.shape_key) for s in specs)),
                    "timed_now": len(todo), "lut_entries": len(estimator.lut),
                    "correction": {k: correction.get(k) for k in ("a", "c_per_layer", "d_per_mvalue", "b", "n", "rmse_ms")},
-                   "cache": str(estimator.cache.path)}
+                   "cache": str(estimator.cache.path),
+                   "held_out": None if held_out is None else {k: held_out[k] for k in HELD_OUT_SUMMARY}}
     finally:
         estimator.close()
         lock.release()
@@ -199,7 +221,28 @@ def _lut_build(args: argparse.Namespace) -> int:
         print(f"LUT for {args.space} @ {summary['resolution']} on {estimator.backend}: {summary['layers']} layers "
               f"({summary['timed_now']} timed now), correction fitted on {summary['correction']['n']} networks "
               f"(RMSE {summary['correction']['rmse_ms']:.3f} ms); stored in {summary['cache']}")
+        if held_out is not None:
+            print(f"held-out check: {100 * held_out['within_tolerance']:.0f} % of {held_out['n']} networks never "
+                  f"fitted on within +-10 % (target {100 * held_out['target']:.0f} %), "
+                  f"{100 * held_out['within_5pct']:.0f} % within +-5 %, Kendall tau {held_out['kendall_tau']:.3f}; "
+                  f"{held_out['ended']} after {held_out['rounds']} round(s), {held_out['seconds']:.0f} s")
     return 0
+
+
+HELD_OUT_SUMMARY = ("n", "within_5pct", "within_10pct", "within_tolerance", "kendall_tau", "max_abs_pct",
+                    "mean_error_pct", "sd_error_pct", "target", "reached", "ended", "rounds", "seconds",
+                    "calibration_archs", "baseline")
+
+
+def _check_plan(args: argparse.Namespace) -> CheckPlan | None:
+    """The build's held-out check from its flags (None: --held-out 0); defaults live in CheckPlan."""
+    if args.held_out == 0:
+        return None
+    given = {"held_out": args.held_out, "target": args.target, "budget_s": args.check_budget}
+    try:
+        return CheckPlan(**{k: v for k, v in given.items() if v is not None})
+    except LatencyError as error:
+        raise UserError(f"{error} (--held-out, --target, --check-budget)") from None
 
 
 def _lut_validate(args: argparse.Namespace) -> int:
@@ -211,6 +254,11 @@ def _lut_validate(args: argparse.Namespace) -> int:
             report = estimator.validate(args.n, seed=args.seed, progress=lambda _: progress.advance(task))
     finally:
         estimator.close()
+    moved = report.get("drift")
+    if moved and moved["drifted"]:
+        print(f"warning: the LUT has drifted from this device: its errors moved by {moved['shift_pct']:+.1f} % "
+              f"since it was built (p = {moved['p']:.2g}); rebuild it (edgenas latency lut build with a new "
+              "--cache) or measure end to end (--latency-mode measure)", file=sys.stderr)
     if args.json:
         print_json(report)
         return 0

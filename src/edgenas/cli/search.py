@@ -22,6 +22,7 @@ from edgenas.errors import UserError
 from edgenas.evaluators.base import Evaluator, TrialResult
 from edgenas.evaluators.registry import EVALUATORS, get_evaluator_kind
 from edgenas.search.executors import Executor, InProcessExecutor
+from edgenas.search.front import measure_front
 from edgenas.search.loop import run_search
 from edgenas.search.objectives import OBJECTIVES, make_objective
 from edgenas.search.store import Store
@@ -139,7 +140,8 @@ def _search(args: argparse.Namespace) -> int:
         raise UserError(f"--target-ms must be positive, got {args.target_ms}")
     objective = make_objective(args.objective, args.target_ms, args.alpha, args.beta)
     executor = make_executor(args)
-    space, evaluator_config, make_evaluator = get_evaluator_kind(args.space).setup(args)
+    setup = get_evaluator_kind(args.space).setup(args)
+    space, evaluator_config, make_evaluator = setup.space, setup.config, setup.make_evaluator
     strategy = make_strategy(args.strategy, space, args.seed, **parse_options(args.strategy_option))
     evaluator = make_evaluator(executor)
     config = {
@@ -178,6 +180,10 @@ def _search(args: argparse.Namespace) -> int:
             )
         counts = store.counts()
         best = store.best()
+    front = None
+    if setup.front_estimator is not None and counts["ok"]:
+        # the search ranked by the LUT's prediction: what a user ships is measured end to end
+        front = measure_front(args.out, setup.front_estimator)
     summary = {
         "out": str(args.out),
         "completed": counts["ok"],
@@ -185,6 +191,7 @@ def _search(args: argparse.Namespace) -> int:
         "stop_reason": outcome.stop_reason,
         "resumed_in_flight": outcome.resumed_trials,
         "best": _trial_json(best),
+        "front": front,
     }
     if args.json:
         print_json(summary)
@@ -192,6 +199,10 @@ def _search(args: argparse.Namespace) -> int:
     print(f"{counts['ok']} completed, {counts['failed']} failed ({outcome.stop_reason}); run in {args.out}")
     if best is not None:
         print(f"best: {describe_trial(best)}")
+    if front:
+        errors = [100 * row["error"] for row in front]
+        print(f"front: {len(front)} networks measured end to end; the LUT was off by {min(errors):+.1f} % to "
+              f"{max(errors):+.1f} % (front.json)")
     print(f"report: edgenas runs show {args.out}", file=sys.stderr)
     return 0
 

@@ -75,11 +75,14 @@ class EvaluatorSetup(NamedTuple):
     measures (one object for all three); `config` identifies the run (compared on resume);
     `make_evaluator(executor)` builds the evaluator, its latency coming from
     `executor.latency_service` so that parallel trials never share the device.
+    `front_estimator`, where the search's latency is predicted (the LUT), makes an estimator that
+    measures end to end: the final front is measured with it (`edgenas.search.front`).
     """
 
     space: SearchSpace
     config: dict[str, Any]
     make_evaluator: Callable[[Executor], Evaluator]
+    front_estimator: Callable[[], Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from edgenas.errors import UserError
 from edgenas.evaluators import oneshot
 from edgenas.evaluators.base import EvaluatorSetup
 from edgenas.latency.settings import LatencySettings, add_latency_options
+from edgenas.search.front import front_estimator
 from edgenas.spaces.mnas_choices import CHOICE_TYPES, SPACE_PRESETS, mnas_space_for, space_choices
 from edgenas.training.options import add_proxy_training_options, proxy_config_from_args
 from edgenas.training.proxy import ProxyTrainingEvaluator
@@ -86,5 +87,5 @@ def setup(args: argparse.Namespace) -> EvaluatorSetup:
             functools.partial(make_latency_estimator, space, latency))
         return evaluator
 
-    return EvaluatorSetup(space, config, make_evaluator)
+    return EvaluatorSetup(space, config, make_evaluator, front_estimator(space, latency))
 

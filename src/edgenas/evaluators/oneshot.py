@@ -31,6 +31,7 @@ import torch
 
 from edgenas.errors import UserError
 from edgenas.evaluators.base import TrialResult
+from edgenas.search.front import front_estimator
 from edgenas.training.loaders import resolve_device
 from edgenas.training.loop import evaluate, recalibrate_batchnorm
 from edgenas.training.proxy import LatencySource
@@ -245,4 +246,4 @@ def setup(args: Any, latency_prefix: str) -> Any:
         probe.latency_source = executor.latency_service(functools.partial(make_latency_estimator, space, latency))
         return probe
 
-    return EvaluatorSetup(space, run_config, make_evaluator)
+    return EvaluatorSetup(space, run_config, make_evaluator, front_estimator(space, latency))

@@ -18,7 +18,8 @@ from edgenas.errors import UserError
 from edgenas.latency.backends import get_backend
 from edgenas.latency.cache import LatencyCache, Where
 from edgenas.latency.errors import LatencyError
-from edgenas.latency.lut import LatencyLUT, accuracy_report
+from edgenas.latency.lut import LatencyLUT
+from edgenas.latency.lut_check import drift, judge
 from edgenas.latency.measurement import Measurement
 from edgenas.latency.protocol import Measurer
 from edgenas.latency.settings import LatencySettings
@@ -119,6 +120,7 @@ class LatencyEstimator:
         # A correction stored without its networks (older versions) was fitted on the first
         # `n` of the calibration stream: the stored count, not today's setting.
         held_out = set(stored.get("archs") or self.calibration_sample(int(stored.get("n") or self.calibration_archs)))
+        held_out |= set((stored.get("held_out") or {}).get("archs", ()))  # they decided when the build stopped
         archs: list[str] = []
         for _ in range(100 * n):
             if len(archs) == n:
@@ -146,7 +148,8 @@ class LatencyEstimator:
             predicted.append(lut.predict(arch))
             if progress:
                 progress(arch)
-        report = accuracy_report(measured, predicted)
+        report = judge(measured, predicted)
+        report["drift"] = drift(report, lut.correction.get("held_out"))
         report.update(backend=self.backend, device=self.measurer.status.device, resolution=self.resolution,
                       space=self.space.name, calibration_archs=lut.correction["n"] if lut.correction else 0,
                       lut_entries=len(lut),

@@ -169,6 +169,13 @@ class LatencyLUT:
         self.cache.put_correction(self.name, self.where, self.correction)
         return self.correction
 
+    def store_held_out(self, report: dict[str, Any]) -> None:
+        """Keep the build's held-out check with the correction it judged (`lut_check.build_checked`)."""
+        if self.correction is None:
+            raise LatencyError("a held-out report needs a fitted correction to go with")
+        self.correction = {**self.correction, "held_out": report}
+        self.cache.put_correction(self.name, self.where, self.correction)
+
     def predict(self, arch: str) -> float:
         """Predicted end-to-end latency (ms) of `arch`: the layer sum through the correction."""
         return self._corrected(self.features(arch))

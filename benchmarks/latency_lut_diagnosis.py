@@ -1,0 +1,106 @@
+"""Where the LUT's error comes from: K independent builds from empty caches, every piece kept.
+
+Each build is what a user's first `lut build` + `lut validate` does, from an empty cache of its own:
+the reference baseline, every layer of `--calibration` + `-n` random MnasNet-space networks timed
+in dealt passes, and every one of those networks measured end to end. Nothing is fitted here; the
+JSON keeps each network's layers (key, input shape, the entry's per-pass timings) and each
+measurement, so that `latency_lut_analysis.py` can answer, offline and on the same numbers:
+
+- how far end-to-end measurements of the same network repeat between builds (the floor of any
+  predictor's error),
+- how far a network's layer sum repeats between builds (layer-timing noise),
+- which correction forms predict held-out networks best, fitted on the calibration networks only.
+
+    .venv/bin/python benchmarks/latency_lut_diagnosis.py --resolution 224 --builds 3 --json out.json
+    .venv/bin/python benchmarks/latency_lut_diagnosis.py --resolution 32 --classes 10 --calibration 24 --json out32.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from edgenas.latency import make_latency_estimator
+from edgenas.latency.settings import LatencySettings
+from edgenas.spaces import get_space
+
+
+def _entries(cache: Path) -> dict[str, dict]:
+    """Every stored layer entry: 'key@shape' -> its latency and per-pass timings."""
+    db = sqlite3.connect(cache)
+    try:
+        rows = db.execute("SELECT layer, input_shape, latency_ms, data FROM lut").fetchall()
+    finally:
+        db.close()
+    return {f"{layer}@{shape}": {"ms": ms, "passes_ms": json.loads(data).get("passes_ms")}
+            for layer, shape, ms, data in rows}
+
+
+def one_build(space, archs: list[str], backend: str, cache: Path, log) -> dict:
+    """A build from an empty cache: layers of all `archs` (dealt), then each network measured."""
+    estimator = make_latency_estimator(space, LatencySettings(backend=backend, mode="lut", cache=str(cache)))
+    try:
+        lut = estimator.make_lut()
+        started = time.perf_counter()
+        timed = lut.fill_dealt(archs, progress=lambda k: log(f"  layers +{k}"))
+        layer_s = time.perf_counter() - started
+        entries = _entries(cache)
+        measured, measure_s = [], []
+        for index, arch in enumerate(archs):
+            start = time.perf_counter()
+            m = estimator.measure(arch)
+            measure_s.append(time.perf_counter() - start)
+            measured.append({"ms": m.latency_ms, "ratio": m.reference_ratio, "noisy": m.noisy,
+                             "reference_ms": m.reference_median_ms, "baseline_ms": m.reference_baseline_ms,
+                             "at": time.time()})
+            if (index + 1) % 10 == 0:
+                log(f"  measured {index + 1}/{len(archs)}")
+        return {"layers_timed": timed, "layer_seconds": layer_s, "measure_seconds": measure_s,
+                "device": estimator.measurer.status.device, "runtime": estimator.measurer.status.runtime,
+                "entries": entries, "measured": measured,
+                "networks": [[f"{s.key}@{s.shape_key}" for s in lut.layers(arch)] for arch in archs]}
+    finally:
+        estimator.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=100, help="held-out networks (never fitted on)")
+    parser.add_argument("--calibration", type=int, default=48, help="networks a correction may be fitted on")
+    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--classes", type=int, default=1000, help="10: the CIFAR layout the searches use")
+    parser.add_argument("--backend", default="onnxruntime")
+    parser.add_argument("--builds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", required=True)
+    args = parser.parse_args()
+
+    space = get_space("mnas", resolution=args.resolution, num_classes=args.classes)
+    rng = random.Random(f"diagnosis-{args.seed}")
+    archs: list[str] = []
+    while len(archs) < args.calibration + args.n:
+        arch = space.sample(rng)
+        if arch not in archs:
+            archs.append(arch)
+    started = time.perf_counter()
+
+    def log(text: str) -> None:
+        print(f"[{time.perf_counter() - started:6.0f} s] {text}", flush=True)
+
+    report = {"resolution": args.resolution, "classes": args.classes, "backend": args.backend, "calibration": args.calibration,
+              "archs": archs, "builds": [], "started": time.time()}
+    with tempfile.TemporaryDirectory() as scratch:
+        for build in range(args.builds):
+            log(f"build {build + 1}/{args.builds} from an empty cache")
+            report["builds"].append(one_build(space, archs, args.backend, Path(scratch) / f"cache{build}.sqlite", log))
+            Path(args.json).write_text(json.dumps(report))  # each finished build is kept
+    log("done")
+
+
+if __name__ == "__main__":
+    main()

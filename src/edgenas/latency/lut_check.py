@@ -1,0 +1,150 @@
+"""A LUT that checks itself: judged on held-out networks at build time, and for drift later.
+
+Why: a search that takes its latency from the LUT inherits the LUT's error, and that error depends
+on the host, the runtime and the calibration networks drawn (docs/bench/latency.md). So a build
+does not stop at the fit: it measures networks never fitted on, and while fewer of them than the
+target lie within the tolerance and time is left, it measures more calibration networks (a better
+fit) and more held-out ones (a tighter estimate), refits and judges again. Then it says which
+ended it: the target reached, or the budget spent. The held-out report is stored with the
+correction, so that `lut validate` can tell a LUT whose errors have moved since it was built
+(`drift`), i.e. one the device has drifted from.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import ttest_ind
+
+from edgenas.latency.errors import LatencyError
+from edgenas.latency.lut import accuracy_report
+
+# Drift: the errors of a validation differ from the build's held-out errors by at least this much
+# on average, and a two-sample t-test (Welch) says the shift is not chance at this level.
+DRIFT_SHIFT = 0.02
+DRIFT_P = 0.01
+BASELINE_SLACK = 0.03  # an interleaved reference runs a little slower than alone, never 3 % faster
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """When a build's held-out check is satisfied, and how much it may measure to get there."""
+
+    target: float = 0.99  # share of held-out networks within +-tolerance
+    tolerance: float = 0.10
+    held_out: int = 20  # held-out networks of the first round
+    step: int = 8  # networks added to the calibration and to the held-out set per further round
+    budget_s: float = 900.0  # wall-clock seconds for the check's rounds, measuring included
+    max_rounds: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.target <= 1.0:
+            raise LatencyError(f"the held-out target is a share in (0, 1], got {self.target}")
+        if self.held_out < 2 or self.step < 1 or self.budget_s < 0 or self.tolerance < 0 or self.max_rounds < 1:
+            raise LatencyError("the held-out check needs at least 2 networks, a step of at least 1, "
+                               f"a budget >= 0 s, a tolerance >= 0 and a round (got {self.held_out}, {self.step}, "
+                               f"{self.budget_s}, {self.tolerance}, {self.max_rounds})")
+
+
+def held_out_sample(estimator: Any, n: int, exclude: set[str]) -> list[str]:
+    """`n` distinct random architectures from a stream of their own, none of `exclude`."""
+    rng = random.Random(f"held-out-{estimator.seed}")
+    archs: list[str] = []
+    for _ in range(100 * n):
+        if len(archs) == n:
+            break
+        arch = estimator.space.sample(rng)
+        if arch not in exclude and arch not in archs:
+            archs.append(arch)
+    return archs
+
+
+def judge(measured: Sequence[float], predicted: Sequence[float], tolerance: float = 0.10) -> dict[str, Any]:
+    """`accuracy_report` plus the signed errors (for drift) and the share within `tolerance`."""
+    report = accuracy_report(measured, predicted)
+    errors = np.asarray(predicted, dtype=float) / np.asarray(measured, dtype=float) - 1
+    report.update(mean_error_pct=float(100 * errors.mean()), sd_error_pct=float(100 * errors.std()),
+                  within_tolerance=float(np.mean(np.abs(errors) <= tolerance)), tolerance=tolerance,
+                  errors=errors.tolist())
+    return report
+
+
+def build_checked(estimator: Any, plan: CheckPlan, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Calibrate, judge on held-out networks, and repeat with more networks until `plan` is met
+    or its budget (time, rounds) is spent; store the last round's held-out report with the correction and return it.
+
+    A round measures its calibration networks and held-out networks end to end (through the
+    cache: a killed build measures nothing twice) and times their missing layers dealt, as any
+    network's are. The budget is checked before a round starts, against the last round's cost.
+    """
+    started = time.monotonic()
+    calibration = estimator.calibration_archs
+    held_out = plan.held_out
+    rounds, last_round_s = 0, 0.0
+    while True:
+        round_started = time.monotonic()
+        rounds += 1
+        estimator.calibrate(calibration)
+        lut = estimator.lut
+        archs = held_out_sample(estimator, held_out, set(lut.correction["archs"]))
+        lut.fill_dealt(archs)
+        measured = []
+        for arch in archs:
+            measured.append(estimator.measure(arch).latency_ms)
+        predicted = [lut.predict(arch) for arch in archs]
+        report = judge(measured, predicted, plan.tolerance)
+        reached = report["within_tolerance"] >= plan.target
+        last_round_s = time.monotonic() - round_started
+        spent = time.monotonic() - started
+        if progress:
+            progress(f"round {rounds}: {calibration} calibration networks, {100 * report['within_tolerance']:.0f} % "
+                     f"of {held_out} held-out within +-{100 * plan.tolerance:.0f} % ({spent:.0f} s)")
+        if reached or spent + last_round_s > plan.budget_s or rounds == plan.max_rounds:
+            break
+        calibration += plan.step
+        held_out += plan.step
+    every = [estimator.measure(arch) for arch in [*lut.correction["archs"], *archs]]  # from the cache
+    stored = estimator.cache.get_baseline(every[-1].reference, estimator.measurer.where) if every[-1].reference else None
+    report.update(baseline=baseline_check(every, stored))
+    report.update(archs=archs, measured_ms=measured, predicted_ms=predicted, target=plan.target, reached=reached,
+                  rounds=rounds, seconds=time.monotonic() - started, calibration_archs=calibration,
+                  ended="target reached" if reached else "budget spent")
+    lut.store_held_out(report)
+    return report
+
+
+def baseline_check(measurements: Sequence[Any], baseline_ms: float | None) -> dict[str, Any] | None:
+    """Whether the reference's baseline was taken in a slow phase of the machine.
+
+    Every calibrated figure is a ratio times the baseline, the reference's median timed alone when
+    the cache was new (`Measurer.baseline`); taken in a slow minute, it scales every figure of the
+    cache up alike (two builds from empty caches 20 minutes apart here: baselines 8.44 and 10.35 ms,
+    ratios within 0.8 %, docs/bench/latency.md). The reference also runs inside every measurement,
+    interleaved: if in a tenth of them it ran faster than the baseline by more than
+    BASELINE_SLACK, the baseline is the outlier. None where fewer than 10 measurements were
+    calibrated with `baseline_ms` (the one stored now).
+    """
+    medians = [m.reference_median_ms for m in measurements
+               if m.reference_median_ms and baseline_ms and m.reference_baseline_ms == baseline_ms]
+    if len(medians) < 10:
+        return None
+    baseline = float(baseline_ms)
+    fast = float(np.percentile(medians, 10))
+    return {"baseline_ms": baseline, "reference_p10_ms": fast, "n": len(medians),
+            "high_pct": 100 * (baseline / fast - 1), "slow_baseline": bool(baseline > (1 + BASELINE_SLACK) * fast)}
+
+
+def drift(validation: dict[str, Any], held_out: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Whether a validation's errors have moved from the build's held-out errors (None: no
+    held-out report stored, e.g. a LUT built by an earlier version)."""
+    if not held_out or len(held_out.get("errors", ())) < 2 or len(validation["errors"]) < 2:
+        return None
+    shift = float(np.mean(validation["errors"]) - np.mean(held_out["errors"]))
+    p = float(ttest_ind(validation["errors"], held_out["errors"], equal_var=False).pvalue)
+    return {"shift_pct": 100 * shift, "p": p, "drifted": bool(p < DRIFT_P and abs(shift) >= DRIFT_SHIFT),
+            "built_within_tolerance": held_out.get("within_tolerance"), "built_n": held_out.get("n")}

@@ -89,7 +89,7 @@ def main() -> int:
     from edgenas.latency.estimator import measure_arch
     from edgenas.search.executors import InProcessExecutor
 
-    _space, _config, make_evaluator = setup(search_args)
+    _space, _config, make_evaluator, _front = setup(search_args)
     evaluator = make_evaluator(InProcessExecutor())
     estimator = evaluator.latency_source
     baselines = []

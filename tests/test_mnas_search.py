@@ -137,7 +137,7 @@ def test_a_trial_decodes_its_architecture_string_once(tmp_path, monkeypatch, mod
                               space_option=["stages=c8_r1_s2,c16_r1_s2", "ops=dsconv,mbconv3"],
                               proxy_subset=200, proxy_steps=2, latency_mode=mode,
                               latency_cache=str(tmp_path / "lat.sqlite"))
-    space, _config, make_evaluator = setup(args)
+    space, _config, make_evaluator, _front = setup(args)
     settings = LatencySettings(mode=mode, protocol=FAST, calibration_archs=2, cache=args.latency_cache)
 
     class FastLatency(InProcessExecutor):

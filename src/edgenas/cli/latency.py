@@ -200,12 +200,12 @@ def _lut_build(args: argparse.Namespace) -> int:
         if plan is not None:
             held_out = build_checked(estimator, plan, progress=lambda line: print(line, file=sys.stderr))
             correction = estimator.lut.correction
-            slow = held_out["baseline"]
-            if slow and slow["slow_baseline"]:
-                print(f"warning: the reference's baseline ({slow['baseline_ms']:.3f} ms) was taken in a slow phase: "
-                      f"the reference ran at {slow['reference_p10_ms']:.3f} ms or less in a tenth of this build's "
-                      f"measurements, so every figure in this cache reads {slow['high_pct']:.0f} % high; rebuild "
-                      "with a new --cache on a quieter machine", file=sys.stderr)
+            odd = held_out["baseline"]
+            if odd and odd["suspect"]:
+                print(f"warning: the reference's baseline ({odd['baseline_ms']:.3f} ms) is {odd['off_pct']:+.0f} % off "
+                      f"the {odd['reference_p10_ms']:.3f} ms it ran at (10th percentile) inside this build's "
+                      "measurements: it was taken in an untypical minute and every figure in this cache carries "
+                      "that factor; rebuild with a new --cache on a quiet machine", file=sys.stderr)
         summary = {"space": args.space, "resolution": estimator.resolution, "backend": estimator.backend,
                    "device": estimator.measurer.status.device, "layers": len(set((s.key, s.shape_key) for s in specs)),
                    "timed_now": len(todo), "lut_entries": len(estimator.lut),

@@ -149,7 +149,7 @@ def main() -> None:
     for relative in (False, True):
         rows = []
         for name, form in FORMS.items():
-            for fit_n in (24, n_cal):
+            for fit_n in sorted({min(24, n_cal), n_cal}):
                 reports = [accuracy_report(b.measured[held], fit_predict(form, b, cal[:fit_n], b, held, relative))
                            for b in builds]
                 pairs = [(i, j) for i in range(len(builds)) for j in range(len(builds)) if i != j]

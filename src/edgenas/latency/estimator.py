@@ -19,7 +19,7 @@ from edgenas.latency.backends import get_backend
 from edgenas.latency.cache import LatencyCache, Where
 from edgenas.latency.errors import LatencyError
 from edgenas.latency.lut import LatencyLUT
-from edgenas.latency.lut_check import drift, judge
+from edgenas.latency.lut_check import distinct_sample, drift, judge
 from edgenas.latency.measurement import Measurement
 from edgenas.latency.protocol import Measurer
 from edgenas.latency.settings import LatencySettings
@@ -121,14 +121,7 @@ class LatencyEstimator:
         # `n` of the calibration stream: the stored count, not today's setting.
         held_out = set(stored.get("archs") or self.calibration_sample(int(stored.get("n") or self.calibration_archs)))
         held_out |= set((stored.get("held_out") or {}).get("archs", ()))  # they decided when the build stopped
-        archs: list[str] = []
-        for _ in range(100 * n):
-            if len(archs) == n:
-                break
-            arch = self.space.sample(rng)
-            if arch not in held_out and arch not in archs:
-                archs.append(arch)
-        return archs
+        return distinct_sample(self.space, rng, n, held_out)
 
     def validate(self, n: int, seed: int = 1, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Measure `n` random architectures end to end and compare the LUT's predictions with them.

@@ -53,12 +53,17 @@ class CheckPlan:
 
 def held_out_sample(estimator: Any, n: int, exclude: set[str]) -> list[str]:
     """`n` distinct random architectures from a stream of their own, none of `exclude`."""
-    rng = random.Random(f"held-out-{estimator.seed}")
+    return distinct_sample(estimator.space, random.Random(f"held-out-{estimator.seed}"), n, exclude)
+
+
+def distinct_sample(space: Any, rng: random.Random, n: int, exclude: set[str]) -> list[str]:
+    """Up to `n` distinct architectures of `space` drawn with `rng`, none of `exclude` (fewer only
+    when the space runs out: 100 * n draws at most)."""
     archs: list[str] = []
     for _ in range(100 * n):
         if len(archs) == n:
             break
-        arch = estimator.space.sample(rng)
+        arch = space.sample(rng)
         if arch not in exclude and arch not in archs:
             archs.append(arch)
     return archs

@@ -184,7 +184,7 @@ def _markdown(config: dict[str, Any], trials: list[TrialRecord], front: list[Tri
         latency = f"{t.latency_ms:.3f}"
         if by_arch:
             row = by_arch.get(t.arch)
-            latency += (f" | {row['measured_ms']:.3f} | {100 * (t.latency_ms / row['measured_ms'] - 1):+.1f} %"
+            latency += (f" | {row['measured_ms']:.3f} | {100 * row['error']:+.1f} %"
                         if row else " | | ")
         lines.append(
             f"| {_cell(t.arch)} | {100 * t.accuracy:.2f} | {latency} | "

@@ -195,9 +195,11 @@ def _lut_build(args: argparse.Namespace) -> int:
             lut.fill(todo, progress=lambda k: progress.advance(task, k))
         # Always refit: the calibration networks' measurements come from the cache, so this costs
         # only the networks not measured yet, and the stored correction follows this version's form.
-        correction = estimator.calibrate(estimator.calibration_archs)
+        # The held-out check calibrates in its first round: fitting here as well would fit twice.
         held_out = None
-        if plan is not None:
+        if plan is None:
+            correction = estimator.calibrate(estimator.calibration_archs)
+        else:
             held_out = build_checked(estimator, plan, progress=lambda line: print(line, file=sys.stderr))
             correction = estimator.lut.correction
             odd = held_out["baseline"]

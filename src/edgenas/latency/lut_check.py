@@ -90,7 +90,7 @@ def build_checked(estimator: Any, plan: CheckPlan, progress: Callable[[str], Non
     started = time.monotonic()
     calibration = estimator.calibration_archs
     held_out = plan.held_out
-    rounds, last_round_s = 0, 0.0
+    rounds = 0
     while True:
         round_started = time.monotonic()
         rounds += 1
@@ -98,9 +98,7 @@ def build_checked(estimator: Any, plan: CheckPlan, progress: Callable[[str], Non
         lut = estimator.lut
         archs = held_out_sample(estimator, held_out, set(lut.correction["archs"]))
         lut.fill_dealt(archs)
-        measured = []
-        for arch in archs:
-            measured.append(estimator.measure(arch).latency_ms)
+        measured = [estimator.measure(arch).latency_ms for arch in archs]
         predicted = [lut.predict(arch) for arch in archs]
         report = judge(measured, predicted, plan.tolerance)
         reached = report["within_tolerance"] >= plan.target
@@ -115,8 +113,7 @@ def build_checked(estimator: Any, plan: CheckPlan, progress: Callable[[str], Non
         held_out += plan.step
     every = [estimator.measure(arch) for arch in [*lut.correction["archs"], *archs]]  # from the cache
     stored = estimator.cache.get_baseline(every[-1].reference, estimator.measurer.where) if every[-1].reference else None
-    report.update(baseline=baseline_check(every, stored))
-    report.update(archs=archs, measured_ms=measured, predicted_ms=predicted, target=plan.target, reached=reached,
+    report.update(baseline=baseline_check(every, stored), archs=archs, measured_ms=measured, predicted_ms=predicted, target=plan.target, reached=reached,
                   rounds=rounds, seconds=time.monotonic() - started, calibration_archs=calibration,
                   ended="target reached" if reached else "budget spent")
     lut.store_held_out(report)
@@ -128,10 +125,10 @@ def baseline_check(measurements: Sequence[Any], baseline_ms: float | None) -> di
 
     Every calibrated figure is a ratio times the baseline, the reference's median timed alone when
     the cache was new (`Measurer.baseline`); taken in a slow (or unusually fast) minute, it scales
-    every figure of the cache alike (three builds from empty caches within an hour here: baselines
-    8.44, 10.35 and 9.19 ms at 224 px, ratios within 1 %, docs/bench/latency.md). The reference also
-    runs inside every measurement, interleaved with the candidate, where it runs a little slower
-    than alone (4 % at 32 px in a typical build). So the baseline is suspect when it lies more
+    every figure of the cache alike (docs/bench/latency.md, issue 17: builds from empty caches an
+    hour apart differed in milliseconds, not in ratios). The reference also runs inside every
+    measurement, interleaved with the candidate, where it runs a little slower than alone (the
+    bounds come from those builds). So the baseline is suspect when it lies more
     than BASELINE_ABOVE above, or BASELINE_BELOW below, the 10th percentile of those medians. None
     where fewer than 10 measurements were calibrated with `baseline_ms` (the one stored now).
     """

@@ -56,7 +56,8 @@ def front_estimator(space: Any, latency: Any) -> Callable[[], Any] | None:
 
 
 def read_front(run_dir: str | Path) -> list[dict[str, Any]] | None:
-    """The measured front of a run, or None if it was not measured (the search measured already)."""
+    """The front as `measure_front` wrote it, or None where it was not written (a search whose
+    latency was measured end to end already)."""
     path = Path(run_dir) / FRONT
     if not path.exists():
         return None

@@ -6,10 +6,13 @@ Commands (each the real CLI in a fresh process, sized to tens of seconds on 2 co
 - `proxy`: one proxy evaluation (`edgenas data proxy`, 60 steps of 64 CIFAR-10 images);
 - `train`: one final-training epoch (`edgenas train`, 2,000 digits).
 
-Modes:
-- `before`: what the commands did before: libgomp's default wait (spin 300,000 iterations, then
-  sleep), reproduced with `GOMP_SPINCOUNT=300000`, which libgomp takes over any wait policy;
-- `after`: what they do now (`edgenas.util.threads`: `OMP_WAIT_POLICY=PASSIVE`, the usable cores).
+Modes (`--modes`, a comma list):
+- `before`: what the commands did before issue 16: libgomp's default wait (spin 300,000
+  iterations, then sleep), reproduced with `GOMP_SPINCOUNT=300000`, which libgomp takes over
+  any wait policy;
+- `passive`: `OMP_WAIT_POLICY=PASSIVE` (waiting threads sleep at once);
+- `spin:N`: `GOMP_SPINCOUNT=N` (spin N iterations, then sleep);
+- `after`: what the commands do now, with nothing set (`edgenas.util.threads` decides).
 
 Neighbour: one busy-looping Python process per run (a second job on a 2-core machine), started
 before the command and stopped after it. Each (command, mode, neighbour) runs `--repeats` times,
@@ -44,10 +47,22 @@ def commands(out: Path) -> dict[str, list[str]]:
     }
 
 
+def mode_environment(mode: str) -> dict[str, str]:
+    """The variables a mode sets for the command (on top of an environment without OMP_*)."""
+    if mode == "before":
+        return {"GOMP_SPINCOUNT": "300000"}
+    if mode == "passive":
+        return {"OMP_WAIT_POLICY": "PASSIVE"}
+    if mode.startswith("spin:"):
+        return {"GOMP_SPINCOUNT": mode.removeprefix("spin:")}
+    if mode == "after":
+        return {}
+    raise SystemExit(f"unknown mode '{mode}'; use before, passive, spin:N or after")
+
+
 def run_once(argv: list[str], mode: str, neighbour: bool, out: Path) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_", "EDGENAS_THREADS"))}
-    if mode == "before":
-        env["GOMP_SPINCOUNT"] = "300000"
+    env.update(mode_environment(mode))
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if neighbour else None
     try:
         subprocess.run(["rm", "-rf", str(out)], check=True)
@@ -67,6 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--commands", default="darts,proxy,train")
+    parser.add_argument("--modes", default="before,after", help="comma list of before, passive, spin:N, after")
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
                         help="the folder holding cifar10/ (default ../shared/data)")
     args = parser.parse_args()
@@ -76,23 +92,29 @@ def main() -> None:
         table = commands(out)
         names = args.commands.split(",")
         times: dict[tuple[str, str, bool], list[float]] = {}
+        modes = args.modes.split(",")
+        for mode in modes:
+            mode_environment(mode)  # refuse an unknown mode before the first run
         for repeat in range(args.repeats):
             for name in names:
                 for neighbour in (False, True):
-                    for mode in ("before", "after") if repeat % 2 == 0 else ("after", "before"):
+                    for mode in modes if repeat % 2 == 0 else modes[::-1]:
                         seconds = run_once(table[name], mode, neighbour, out)
                         times.setdefault((name, mode, neighbour), []).append(seconds)
-                        print(f"{name:6} {mode:6} {'with' if neighbour else 'alone':5} {seconds:7.1f} s", flush=True)
-    print(f"\n{os.cpu_count()} cores; median of {args.repeats} runs, wall seconds")
-    print("| command | before alone | before + neighbour | after alone | after + neighbour | "
-          "neighbour slowdown before | after | after/before with neighbour |")
-    print("|---|---|---|---|---|---|---|---|")
+                        print(f"{name:6} {mode:12} {'with' if neighbour else 'alone':5} {seconds:7.1f} s", flush=True)
+    print(f"\n{os.cpu_count()} cores; median of {args.repeats} runs, wall seconds; "
+          f"ratios against `{modes[0]}` in the same setting")
+    print("| command | mode | alone (s) | + neighbour (s) | neighbour slowdown | alone vs first mode | "
+          "+ neighbour vs first mode |")
+    print("|---|---|---|---|---|---|---|")
     for name in names:
-        m = {key: statistics.median(times[(name, *key)]) for key in
-             [("before", False), ("before", True), ("after", False), ("after", True)]}
-        print(f"| {name} | {m['before', False]:.1f} | {m['before', True]:.1f} | {m['after', False]:.1f} | "
-              f"{m['after', True]:.1f} | {m['before', True] / m['before', False]:.2f}x | "
-              f"{m['after', True] / m['after', False]:.2f}x | {m['after', True] / m['before', True]:.2f} |")
+        base_alone = statistics.median(times[(name, modes[0], False)])
+        base_with = statistics.median(times[(name, modes[0], True)])
+        for mode in modes:
+            alone = statistics.median(times[(name, mode, False)])
+            with_ = statistics.median(times[(name, mode, True)])
+            print(f"| {name} | {mode} | {alone:.1f} | {with_:.1f} | {with_ / alone:.2f}x | "
+                  f"{alone / base_alone:.2f} | {with_ / base_with:.2f} |")
 
 
 if __name__ == "__main__":

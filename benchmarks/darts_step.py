@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+from edgenas.util.threads import configure_threads
+
 CONFIGS = {
     "reference": {"fast": False, "recompute": False},
     "fast": {"fast": True},  # the default: recompute the cells up to the first reduction
@@ -109,21 +111,24 @@ def main() -> None:
                 if config == "reference" and name == "steps" and args.ref_steps:
                     value = args.ref_steps
                 command += [f"--{name}", str(value)]
-            # Passive OpenMP waiting: on a shared, oversubscribed machine spinning threads wait
-            # for a descheduled partner at every one of the step's thousands of parallel regions
-            # (measured here: 5x slower). The same setting for every configuration.
-            env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+            # How OpenMP threads wait, chosen as every edgenas command chooses it (by what else
+            # is running: edgenas.util.threads), unless set in the environment; the same rule
+            # for every configuration, and the choice is printed with the result.
+            env = dict(os.environ)
+            waiting = configure_threads(env)
             done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
             if done.returncode != 0:
                 sys.exit(f"{config} order {order} failed:\n{done.stderr}")
             result = json.loads(done.stdout.strip().splitlines()[-1])
             result["load_before"] = load_before
+            result["openmp"] = waiting
             results.append(result)
             print(
                 f"order {order}  {config:10s}  median {result['median_s']:7.2f} s  "
                 f"(min {result['min_s']:.2f}, max {result['max_s']:.2f})  "
                 f"CPU {result.get('cpu_median_s', float('nan')):6.2f} s  "
-                f"peak RSS {result['peak_rss_gb']:5.2f} GB  load {load_before:.1f}->{result['load_after']:.1f}",
+                f"peak RSS {result['peak_rss_gb']:5.2f} GB  load {load_before:.1f}->{result['load_after']:.1f}  "
+                f"{' '.join(f'{k}={v}' for k, v in waiting.items() if k != 'OMP_NUM_THREADS')}",
                 flush=True,
             )
     if args.json:

@@ -13,7 +13,7 @@ from edgenas.errors import UserError
 from edgenas.util.threads import busy_cores, configure_threads, usable_cores
 
 
-def test_waiting_follows_the_load_and_what_the_user_set_wins():
+def test_waiting_follows_the_busy_cores_and_what_the_user_set_wins():
     cores = str(usable_cores())
     # A free machine: spin a short while, then sleep; a busy one: sleep at once.
     assert configure_threads({}, busy=0.1) == {"GOMP_SPINCOUNT": "3000", "OMP_NUM_THREADS": cores}

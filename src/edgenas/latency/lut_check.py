@@ -113,8 +113,8 @@ def build_checked(estimator: Any, plan: CheckPlan, progress: Callable[[str], Non
         held_out += plan.step
     every = [estimator.measure(arch) for arch in [*lut.correction["archs"], *archs]]  # from the cache
     stored = estimator.cache.get_baseline(every[-1].reference, estimator.measurer.where) if every[-1].reference else None
-    report.update(baseline=baseline_check(every, stored), archs=archs, measured_ms=measured, predicted_ms=predicted, target=plan.target, reached=reached,
-                  rounds=rounds, seconds=time.monotonic() - started, calibration_archs=calibration,
+    report.update(baseline=baseline_check(every, stored), archs=archs, measured_ms=measured,
+                  predicted_ms=predicted, target=plan.target, reached=reached, rounds=rounds, seconds=time.monotonic() - started, calibration_archs=calibration,
                   ended="target reached" if reached else "budget spent")
     lut.store_held_out(report)
     return report

@@ -35,7 +35,7 @@ from edgenas.errors import UserError
 
 THREADS_ENV = "EDGENAS_THREADS"
 # Spin iterations before a waiting thread sleeps when the machine is free (tens of microseconds):
-# enough to bridge most gaps between a step's parallel regions; ten times more was hardly faster
+# enough to bridge most gaps between a step's parallel regions; ten times more was a little faster
 # alone and far slower once a neighbour turned up (docs/bench/threads.md).
 SPIN_WHEN_ALONE = 3000
 # Cores kept busy by others from which the machine counts as shared.

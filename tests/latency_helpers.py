@@ -13,7 +13,7 @@ from edgenas.latency.protocol import Protocol
 from edgenas.spaces import get_space
 from edgenas.spaces.mnas import BaseStage
 
-FAST = Protocol(warmup=2, runs=6, retries=0, baseline_repeats=1, max_seconds=5.0)
+FAST = Protocol(warmup=2, runs=6, retries=0, baseline_repeats=1, max_seconds=5.0, min_seconds=0.0)
 TINY_ARCH = "ds_r1_k3_s1_c16 ir_r1_k3_s2_e3_c24"
 TINY_SHAPE = (1, 3, 32, 32)
 

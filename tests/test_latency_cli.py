@@ -84,7 +84,7 @@ def test_lut_build_then_validate_json_contract(tmp_path, capsys):
     tighter floors.
     """
     common = ["--space", "mnas", "--resolution", "48", "--classes", "10", "--runs", "3", "--warmup", "1",
-              "--cache", str(tmp_path / "c.sqlite")]
+              "--min-seconds", "0", "--cache", str(tmp_path / "c.sqlite")]
     code, out, err = run_cli(["latency", "lut", "build", *common, "--sample", "2", "--calibration", "3",
                               "--held-out", "0", "--json"], capsys)
     built = json.loads(out)

@@ -161,6 +161,8 @@ def test_bad_backend_and_protocol_are_one_line_errors():
         get_backend("tpu")
     with pytest.raises(LatencyError, match="runs must be"):
         Protocol(runs=0)
+    with pytest.raises(LatencyError, match="minimum timed duration"):
+        Protocol(min_seconds=90.0, max_seconds=60.0)
     with pytest.raises(LatencyError, match="no host given"):
         get_backend("ssh", host=None).require()
 
@@ -172,6 +174,21 @@ def test_backend_statuses_name_every_backend_and_a_fix_when_unusable():
     assert not statuses["ssh"].usable and "--host" in statuses["ssh"].fix
     for status in statuses.values():
         assert status.usable or (status.reason and status.fix)
+
+
+def test_a_minimum_duration_adds_runs_past_the_count_until_the_pairs_took_that_long(tmp_path):
+    """`min_seconds` (the default protocol's way of giving a 1 ms network as long a look as a
+    20 ms one): the measuring process keeps timing pairs past `runs` until they took that long;
+    with 0 it times exactly `runs`."""
+    from edgenas.export import export_onnx
+
+    small = TimingItem(export_onnx(tiny_model().eval(), TINY_SHAPE, tmp_path / "small.onnx"), TINY_SHAPE)
+    backend = get_backend("onnxruntime")
+    [exact] = list(backend.run(TimingJob([small], small, warmup=1, runs=3, min_seconds=0.0)))
+    [long] = list(backend.run(TimingJob([small], small, warmup=1, runs=3, min_seconds=0.4)))
+    assert len(exact.candidate_ms) == len(exact.reference_ms) == 3
+    assert len(long.candidate_ms) == len(long.reference_ms) > 3
+    assert sum(long.candidate_ms) + sum(long.reference_ms) >= 0.95 * 400  # ms, less timer overhead
 
 
 def test_a_dead_measuring_process_is_a_latency_error():

@@ -1,4 +1,4 @@
-"""`edgenas latency backends|measure|lut build|lut validate`: latency measured on the device."""
+"""`edgenas latency backends|measure|baseline|lut build|lut validate`: latency measured on the device."""
 
 from __future__ import annotations
 
@@ -32,6 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     measure.add_argument("--no-cache", action="store_true", help="measure even if the cache has it")
     measure.add_argument("--json", action="store_true", help="print one JSON object")
     measure.set_defaults(handler=_measure)
+
+    baseline = commands.add_parser(
+        "baseline", help="show the reference's stored baseline; --retake times it again and carries the cache over")
+    _common(baseline)
+    baseline.add_argument("--in-channels", type=int, default=3)
+    add_latency_options(baseline, names=("lut-reference",))
+    baseline.add_argument("--retake", action="store_true",
+                          help="time the reference again and rescale every figure calibrated with the old "
+                               "baseline (layers, measurements, LUT corrections): nothing is measured again")
+    baseline.add_argument("--json", action="store_true", help="print one JSON object")
+    baseline.set_defaults(handler=_baseline)
 
     lut = commands.add_parser("lut", help="the per-layer lookup table")
     lut_commands = lut.add_subparsers(dest="lut_command", metavar="ACTION")
@@ -69,7 +80,7 @@ def _device_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    add_latency_options(parser, names=("backend", "runs", "warmup", "threads", "clock", "cache"))
+    add_latency_options(parser, names=("backend", "runs", "warmup", "min-seconds", "threads", "clock", "cache"))
     parser.add_argument("--resolution", type=int, default=224)
     _device_options(parser)
 
@@ -157,6 +168,43 @@ def _measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _baseline(args: argparse.Namespace) -> int:
+    from edgenas.latency.cache import LatencyCache
+    from edgenas.latency.protocol import Measurer
+
+    if args.resolution < 1 or args.in_channels < 1:
+        raise UserError(f"need a resolution and input channels of at least 1, got {args.resolution}, {args.in_channels}")
+    settings = _settings(args)
+    shape = (1, args.in_channels, args.resolution, args.resolution)
+    backend = _backend(settings)
+    backend.require()
+    cache = LatencyCache(settings.cache)
+    measurer = Measurer(backend, settings.protocol, cache)
+    try:
+        if args.retake:
+            result = measurer.retake_baseline(settings.lut_reference, shape)
+        else:
+            ref = measurer.reference(settings.lut_reference, shape)
+            result = {"reference": ref.name, "new_ms": ref.baseline_ms}
+    finally:
+        measurer.close()
+        cache.close()
+    if args.json:
+        print_json(result)
+        return 0
+    if not args.retake:
+        print(f"{result['reference']}: baseline {result['new_ms']:.3f} ms ({cache.path})")
+        return 0
+    print(f"{result['reference']}: baseline {result['old_ms']:.3f} -> {result['new_ms']:.3f} ms "
+          f"(x{result['factor']:.4f}); rescaled {result['measurements']} measurements, {result['lut']} LUT layers, "
+          f"{result['lut_corrections']} LUT corrections")
+    if result["corrections_left"]:
+        print(f"warning: {result['corrections_left']} LUT correction(s) from an earlier version do not say which "
+              "baseline they were fitted with and were left as they are; refit them with edgenas latency lut build",
+              file=sys.stderr)
+    return 0
+
+
 def _estimator(args: argparse.Namespace):
     from edgenas.latency.estimator import make_latency_estimator
     from edgenas.spaces import get_space
@@ -207,7 +255,8 @@ def _lut_build(args: argparse.Namespace) -> int:
                 print(f"warning: the reference's baseline ({odd['baseline_ms']:.3f} ms) is {odd['off_pct']:+.0f} % off "
                       f"the {odd['reference_p10_ms']:.3f} ms it ran at (10th percentile) inside this build's "
                       "measurements: it was taken in an untypical minute and every figure in this cache carries "
-                      "that factor; rebuild with a new --cache on a quiet machine", file=sys.stderr)
+                      "that factor; when the machine is quiet, run edgenas latency baseline --retake (same "
+                      "--resolution and --cache) to carry the cache over to a new one", file=sys.stderr)
         summary = {"space": args.space, "resolution": estimator.resolution, "backend": estimator.backend,
                    "device": estimator.measurer.status.device, "layers": len(set((s.key, s.shape_key) for s in specs)),
                    "timed_now": len(todo), "lut_entries": len(estimator.lut),

@@ -105,8 +105,10 @@ class LatencyEstimator:
         if self._lut is None:
             self._lut = self.make_lut()
         archs = self.calibration_sample(n)
-        measured = [self.measure(arch).latency_ms for arch in archs]
-        return self._lut.calibrate(archs, measured)
+        measured = [self.measure(arch) for arch in archs]
+        first = measured[0] if measured else None
+        reference = (first.reference, first.reference_baseline_ms) if first and first.reference else None
+        return self._lut.calibrate(archs, [m.latency_ms for m in measured], reference)
 
     def validation_sample(self, n: int, seed: int = 1) -> list[str]:
         """`n` distinct random architectures, none of those the stored correction was fitted on.

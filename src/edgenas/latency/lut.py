@@ -153,10 +153,14 @@ class LatencyLUT:
         activations = sum(math.prod(spec.input_shape) for spec in specs) / 1e6
         return [self.layer_sum(specs), float(len(specs)), activations]
 
-    def calibrate(self, archs: Sequence[str], measured_ms: Sequence[float]) -> dict[str, Any]:
+    def calibrate(self, archs: Sequence[str], measured_ms: Sequence[float],
+                  measured_reference: tuple[str, float] | None = None) -> dict[str, Any]:
         """Fit the correction on networks measured end to end, store and return it.
 
         20 or more networks: `a * sum + d * activations + b`; 3 to 19: `a * sum + b`; 1 or 2: `a * sum`.
+        The correction records the baselines its inputs were calibrated with (the layers' reference,
+        and `measured_reference`, the measurements' reference and baseline, if any), so that
+        `LatencyCache.rebase` can carry it over to a re-taken baseline.
         """
         if len(archs) != len(measured_ms) or not archs:
             raise LatencyError("calibration needs at least one end-to-end measurement per architecture")
@@ -165,7 +169,12 @@ class LatencyLUT:
         # correction must be fitted on layer sums made the way the predicted networks' are.
         self.fill_dealt(archs)
         features = [self.features(arch) for arch in archs]
-        self.correction = {**fit_correction(features, measured_ms), "archs": list(archs), "fitted": time.time()}
+        shape = (1, self.config.in_channels, self.resolution, self.resolution)
+        layer_reference = self.measurer.reference(self.reference, shape)
+        baselines = {"layers": [layer_reference.name, layer_reference.baseline_ms] if layer_reference else None,
+                     "measured": list(measured_reference) if measured_reference else None}
+        self.correction = {**fit_correction(features, measured_ms), "archs": list(archs), "fitted": time.time(),
+                           "baselines": baselines}
         self.cache.put_correction(self.name, self.where, self.correction)
         return self.correction
 

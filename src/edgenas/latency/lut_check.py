@@ -28,7 +28,7 @@ from edgenas.latency.lut import accuracy_report
 # on average, and a two-sample t-test (Welch) says the shift is not chance at this level.
 DRIFT_SHIFT = 0.02
 DRIFT_P = 0.01
-BASELINE_ABOVE, BASELINE_BELOW = 0.03, 0.10  # see baseline_check
+BASELINE_ABOVE, BASELINE_BELOW = 0.03, 0.20  # see baseline_check
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,9 @@ def baseline_check(measurements: Sequence[Any], baseline_ms: float | None) -> di
     the cache was new (`Measurer.baseline`); taken in a slow (or unusually fast) minute, it scales
     every figure of the cache alike (docs/bench/latency.md, issue 17: builds from empty caches an
     hour apart differed in milliseconds, not in ratios). The reference also runs inside every
-    measurement, interleaved with the candidate, where it runs a little slower than alone (the
-    bounds come from those builds). So the baseline is suspect when it lies more
+    measurement, interleaved with the candidate, where it runs slower than alone: 4 % slower at
+    32 px with 50 runs per measurement, 12-14 % with the 2 s minimum duration of today's protocol
+    (three builds each; docs/bench/latency.md). So the baseline is suspect when it lies more
     than BASELINE_ABOVE above, or BASELINE_BELOW below, the 10th percentile of those medians. None
     where fewer than 10 measurements were calibrated with `baseline_ms` (the one stored now).
     """

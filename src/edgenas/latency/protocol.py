@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -35,7 +36,13 @@ class Protocol:
     """How to time: warm-up and timed runs, threads, core (None: quietest), re-measure rules.
 
     A measurement whose two halves disagree by more than `max_disagreement` (relative) is taken
-    again with twice the runs, up to `retries` times; the steadiest attempt is kept.
+    again with twice the runs (and twice `min_seconds`), up to `retries` times; the steadiest
+    attempt is kept.
+
+    `min_seconds`: a measurement times at least `runs` pairs (candidate, reference) and goes on
+    until the pairs have taken this long, so that a 2 ms network gets as long a look as a 20 ms
+    one (`timing.time_pairs` says why). LUT layers, timed in passes, are not extended: a
+    network's sum averages the noise of its ~20 layers.
 
     `clock="cpu"` (the default) reports the process CPU time of each run. With one runtime thread
     on one pinned core this equals the wall time on a machine of one's own, and it stays so on a
@@ -52,6 +59,7 @@ class Protocol:
     max_disagreement: float = 0.02
     retries: int = 2
     max_seconds: float = 60.0
+    min_seconds: float = 2.0
     baseline_repeats: int = 3
     clock: str = "cpu"
 
@@ -61,6 +69,9 @@ class Protocol:
         if self.runs < 1 or self.warmup < 0 or self.threads < 1:
             raise LatencyError(f"runs must be >= 1, warm-up >= 0 and threads >= 1 (got runs={self.runs}, "
                                f"warmup={self.warmup}, threads={self.threads})")
+        if not 0 <= self.min_seconds <= self.max_seconds:
+            raise LatencyError(f"the minimum timed duration must be between 0 and the maximum ({self.max_seconds} s), "
+                               f"got {self.min_seconds} s")
 
 
 @dataclass
@@ -148,23 +159,48 @@ class Measurer:
             return self._baselines[name]
         stored = self.cache.get_baseline(name, self.where) if self.cache is not None else None
         if stored is None:
-            medians = []
-            for _ in range(self.protocol.baseline_repeats):
-                raw = next(iter(self.backend.run(self._job([item], None, self.protocol.runs))))
-                if raw.error:
-                    raise LatencyError(f"cannot time the reference model {name}: {raw.error}")
-                medians.append(Summary.of(self.series(raw)[0]).median)
+            medians = self._baseline_medians(name, item)
             stored = min(medians)
             if self.cache is not None:
                 self.cache.put_baseline(name, self.where, stored, {"medians_ms": medians})
         self._baselines[name] = stored
         return stored
 
+    def _baseline_medians(self, name: str, item: TimingItem) -> list[float]:
+        medians = []
+        for _ in range(self.protocol.baseline_repeats):
+            raw = next(iter(self.backend.run(self._job([item], None, self.protocol.runs))))
+            if raw.error:
+                raise LatencyError(f"cannot time the reference model {name}: {raw.error}")
+            medians.append(Summary.of(self.series(raw)[0]).median)
+        return medians
+
+    def retake_baseline(self, kind: str, input_shape: Sequence[int]) -> dict[str, Any]:
+        """Time the reference again as the baseline is taken, and carry every figure in the cache
+        calibrated with the old baseline over to the new one (`LatencyCache.rebase`).
+
+        Why: the baseline is taken once, when the cache is new; taken in a slow or fast phase of
+        the machine it scales every figure alike (`lut build` warns when its own measurements
+        say so). Ratios to the reference are what repeats, so nothing needs measuring again.
+        """
+        if self.cache is None:
+            raise LatencyError("re-taking a baseline needs the latency cache it lives in")
+        ref = self.reference(kind, input_shape)
+        if ref is None:
+            raise LatencyError("there is no reference to re-take: measurements without one have no baseline")
+        medians = self._baseline_medians(ref.name, ref.item)
+        report = self.cache.rebase(ref.name, self.where, min(medians), {"medians_ms": medians})
+        self._baselines[ref.name] = ref.baseline_ms = min(medians)
+        return report
+
     def _job(self, items: Sequence[TimingItem], reference: _Reference | TimingItem | None, runs: int,
              in_passes: bool = False) -> TimingJob:
         ref_item = reference.item if isinstance(reference, _Reference) else reference
         p = self.protocol
-        return TimingJob(list(items), ref_item, p.warmup, runs, p.threads, p.core, p.max_seconds, in_passes)
+        # Re-measurements double `runs`; the minimum duration grows with them.
+        min_seconds = min(p.max_seconds, p.min_seconds * runs / p.runs)
+        return TimingJob(list(items), ref_item, p.warmup, runs, p.threads, p.core, p.max_seconds, in_passes,
+                         min_seconds)
 
     # --- measuring --------------------------------------------------------------------------
     def measure(self, model: nn.Module, input_shape: Sequence[int], what: str = "",

@@ -80,7 +80,7 @@ class LatencySettings:
         """What a search run records (and compares on resume): the figure's settings, not the cache."""
         p = self.protocol
         return {"backend": self.backend, "mode": self.mode, "threads": p.threads, "runs": p.runs,
-                "warmup": p.warmup, "device": self.device}
+                "warmup": p.warmup, "min_seconds": p.min_seconds, "device": self.device}
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, prefix: str = "", **overrides: Any) -> LatencySettings:
@@ -105,6 +105,9 @@ FLAGS: dict[str, tuple[str, str, type, tuple[str, ...] | None, str]] = {
              f"measure each network end to end (cached), or predict from the per-layer LUT (default {_DEFAULT.mode})"),
     "runs": ("protocol", "runs", int, None, f"timed runs per measurement, after warm-up (default {_P.runs})"),
     "warmup": ("protocol", "warmup", int, None, f"warm-up runs (default {_P.warmup})"),
+    "min-seconds": ("protocol", "min_seconds", float, None,
+                    f"time each network for at least this long, adding runs past --runs (default {_P.min_seconds}; "
+                    "0: exactly --runs)"),
     "threads": ("protocol", "threads", int, None, f"runtime threads (default {_P.threads})"),
     "clock": ("protocol", "clock", str, ("cpu", "wall"),
               f"cpu: process CPU time per run (steady on a shared machine); wall: elapsed (default {_P.clock})"),

@@ -3,7 +3,7 @@
 Standalone on purpose (standard library only, no edgenas imports): the ssh backend copies this
 file to the board and runs it with the board's own Python, so the board times models exactly as
 this machine does. A job is a dict: {"runtime", "threads", "core", "warmup", "runs",
-"max_seconds", "items": [{"path", "input_shape"}], "reference": {"path", "input_shape"} | null,
+"max_seconds", "min_seconds", "items": [{"path", "input_shape"}], "reference": {"path", "input_shape"} | null,
 "chain": bool}. `core` -1 means "the last core this process may use".
 """
 
@@ -34,29 +34,37 @@ def _timed(function, wall, cpu):
     wall.append((time.perf_counter_ns() - start_wall) / 1e6)
 
 
-def time_pairs(run, reference, warmup, runs, max_seconds):
-    """Warm-up, then `runs` timed runs, each followed by one reference run (A B A B ...).
+def time_pairs(run, reference, warmup, runs, max_seconds, min_seconds=0.0):
+    """Warm-up, then `runs` timed runs, each followed by one reference run (A B A B ...), and
+    more pairs until the timed pairs have taken `min_seconds` (wall clock).
 
     Returns {"candidate_ms", "reference_ms", "candidate_cpu_ms", "reference_cpu_ms"}: wall-clock
     and process CPU time of every run. With one runtime thread pinned to one core, CPU time is
     the wall time minus the time the core was lent to other processes, which is what makes a
     shared machine usable. The garbage collector is off while timing so that a collection never
     lands inside one run. Stops early (after at least 5 pairs) once `max_seconds` have passed.
+    Why a minimum duration: a network of 1-5 ms (32 px) times its 50 runs in a fraction of a
+    second, and its ratio to the reference then moved by up to 9 % between processes; ten times
+    the runs halved that (docs/bench/latency.md). A fixed duration gives every network, small or
+    large, about the same share of the machine's ups and downs.
     """
     for _ in range(warmup):
         run()
         if reference is not None:
             reference()
     out = {"candidate_ms": [], "reference_ms": [], "candidate_cpu_ms": [], "reference_cpu_ms": []}
-    deadline = time.monotonic() + max_seconds
+    started = time.monotonic()
+    deadline, enough = started + max_seconds, started + min_seconds
     gc.disable()
     try:
-        for index in range(runs):
+        index = 0
+        while index < runs or time.monotonic() < enough:
             _timed(run, out["candidate_ms"], out["candidate_cpu_ms"])
             if reference is not None:
                 _timed(reference, out["reference_ms"], out["reference_cpu_ms"])
             if index >= 4 and time.monotonic() > deadline:
                 break
+            index += 1
     finally:
         gc.enable()
     return out
@@ -149,7 +157,7 @@ def run_job(job, loaders, out=None):
         try:
             run = load(item["path"], item["input_shape"], threads)
             record.update(time_pairs(run, reference, int(job["warmup"]), int(job["runs"]),
-                                     float(job.get("max_seconds", 60.0))))
+                                     float(job.get("max_seconds", 60.0)), float(job.get("min_seconds", 0.0))))
         except Exception as error:  # noqa: BLE001 - reported per item; the caller decides
             record["error"] = _error(error)
         out.write(json.dumps(record) + "\n")

@@ -61,6 +61,7 @@ class TimingJob:
     core: int | None = None  # None: the quietest core at the start (local backends)
     max_seconds: float = 60.0
     chain: bool = False  # time the items together in passes (see timing.time_chain), not one by one
+    min_seconds: float = 0.0  # one by one: add pairs past `runs` until they took this long (time_pairs)
 
 
 @dataclass
@@ -127,6 +128,7 @@ class LocalBackend(Backend):
             "warmup": job.warmup,
             "runs": job.runs,
             "max_seconds": job.max_seconds,
+            "min_seconds": job.min_seconds,
             "chain": job.chain,
             "items": [{"path": str(i.path), "input_shape": list(i.input_shape)} for i in job.items],
             "reference": (

@@ -145,6 +145,7 @@ class SshBackend(Backend):
             "warmup": job.warmup,
             "runs": job.runs,
             "max_seconds": job.max_seconds,
+            "min_seconds": job.min_seconds,
             "chain": job.chain,
             "items": [{"path": f"{remote}/{Path(i.path).name}", "input_shape": list(i.input_shape)}
                       for i in job.items],

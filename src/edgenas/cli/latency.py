@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     measure.set_defaults(handler=_measure)
 
     baseline = commands.add_parser(
-        "baseline", help="show the reference's stored baseline; --retake times it again and carries the cache over")
+        "baseline", help="show the reference's baseline (taken now if none is stored); --retake times it again "
+                         "and carries the cache over")
     _common(baseline)
     baseline.add_argument("--in-channels", type=int, default=3)
     add_latency_options(baseline, names=("lut-reference",))

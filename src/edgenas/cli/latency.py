@@ -186,7 +186,7 @@ def _baseline(args: argparse.Namespace) -> int:
             result = measurer.retake_baseline(settings.lut_reference, shape)
         else:
             ref = measurer.reference(settings.lut_reference, shape)
-            result = {"reference": ref.name, "new_ms": ref.baseline_ms}
+            result = {"reference": ref.name, "baseline_ms": ref.baseline_ms}
     finally:
         measurer.close()
         cache.close()
@@ -194,7 +194,7 @@ def _baseline(args: argparse.Namespace) -> int:
         print_json(result)
         return 0
     if not args.retake:
-        print(f"{result['reference']}: baseline {result['new_ms']:.3f} ms ({cache.path})")
+        print(f"{result['reference']}: baseline {result['baseline_ms']:.3f} ms ({cache.path})")
         return 0
     print(f"{result['reference']}: baseline {result['old_ms']:.3f} -> {result['new_ms']:.3f} ms "
           f"(x{result['factor']:.4f}); rescaled {result['measurements']} measurements, {result['lut']} LUT layers, "

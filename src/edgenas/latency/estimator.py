@@ -106,8 +106,7 @@ class LatencyEstimator:
             self._lut = self.make_lut()
         archs = self.calibration_sample(n)
         measured = [self.measure(arch) for arch in archs]
-        first = measured[0] if measured else None
-        reference = (first.reference, first.reference_baseline_ms) if first and first.reference else None
+        reference = next(((m.reference, m.reference_baseline_ms) for m in measured if m.reference), None)
         return self._lut.calibrate(archs, [m.latency_ms for m in measured], reference)
 
     def validation_sample(self, n: int, seed: int = 1) -> list[str]:

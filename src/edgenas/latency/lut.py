@@ -78,6 +78,11 @@ class LatencyLUT:
     def __len__(self) -> int:
         return len(self._table)
 
+    @property
+    def network_shape(self) -> tuple[int, int, int, int]:
+        """The input of the networks this LUT predicts (and the shape its reference is made for)."""
+        return (1, self.config.in_channels, self.resolution, self.resolution)
+
     def layers(self, arch: str) -> list[LayerSpec]:
         return network_layers(arch, self.config, self.resolution)
 
@@ -132,10 +137,9 @@ class LatencyLUT:
 
     def _time_in_passes(self, entries: Sequence[Entry]) -> Iterator[tuple[int, Measurement | LatencyError]]:
         """One measuring process: these layers, in this order, each once per pass."""
-        shape = (1, self.config.in_channels, self.resolution, self.resolution)
         # No re-measuring: a layer is a few percent of a network and the errors of ~20 layers
         # average out, while re-measuring every noisy 0.1 ms layer tripled the build time.
-        yield from self.measurer.measure_many(entries, reference=self.reference, reference_shape=shape,
+        yield from self.measurer.measure_many(entries, reference=self.reference, reference_shape=self.network_shape,
                                               retries=0, in_passes=self.in_passes)
 
     def layer_sum(self, specs: Sequence[LayerSpec], fill: bool = True) -> float:
@@ -169,8 +173,7 @@ class LatencyLUT:
         # correction must be fitted on layer sums made the way the predicted networks' are.
         self.fill_dealt(archs)
         features = [self.features(arch) for arch in archs]
-        shape = (1, self.config.in_channels, self.resolution, self.resolution)
-        layer_reference = self.measurer.reference(self.reference, shape)
+        layer_reference = self.measurer.reference(self.reference, self.network_shape)
         baselines = {"layers": [layer_reference.name, layer_reference.baseline_ms] if layer_reference else None,
                      "measured": list(measured_reference) if measured_reference else None}
         self.correction = {**fit_correction(features, measured_ms), "archs": list(archs), "fitted": time.time(),
@@ -205,7 +208,7 @@ class LatencyLUT:
         return Measurement(
             median_ms=value, p10_ms=value, p90_ms=value, runs=0, backend=self.where.backend,
             device=status.device, runtime=status.runtime, where="lut", what=arch,
-            input_shape=(1, self.config.in_channels, self.resolution, self.resolution),
+            input_shape=self.network_shape,
             threads=self.measurer.protocol.threads, source="lut", calibrated_ms=value,
             extra={"layer_sum_ms": features[0],
                    "correction": {k: self.correction[k] for k in ("a", "c_per_layer", "d_per_mvalue", "b", "n")}},

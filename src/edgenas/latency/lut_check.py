@@ -127,9 +127,9 @@ def baseline_check(measurements: Sequence[Any], baseline_ms: float | None) -> di
     the cache was new (`Measurer.baseline`); taken in a slow (or unusually fast) minute, it scales
     every figure of the cache alike (docs/bench/latency.md, issue 17: builds from empty caches an
     hour apart differed in milliseconds, not in ratios). The reference also runs inside every
-    measurement, interleaved with the candidate, where it runs slower than alone: 4 % slower at
-    32 px with 50 runs per measurement, 12-14 % with the 2 s minimum duration of today's protocol
-    (three builds each; docs/bench/latency.md). So the baseline is suspect when it lies more
+    measurement, interleaved with the candidate, where it runs slower than alone, by how much
+    depending on the network's size and the protocol (the bounds come from builds at 32 and 224 px,
+    docs/bench/latency.md). So the baseline is suspect when it lies more
     than BASELINE_ABOVE above, or BASELINE_BELOW below, the 10th percentile of those medians. None
     where fewer than 10 measurements were calibrated with `baseline_ms` (the one stored now).
     """

@@ -159,21 +159,21 @@ class Measurer:
             return self._baselines[name]
         stored = self.cache.get_baseline(name, self.where) if self.cache is not None else None
         if stored is None:
-            medians = self._baseline_medians(name, item)
-            stored = min(medians)
+            stored, medians = self._take_baseline(name, item)
             if self.cache is not None:
                 self.cache.put_baseline(name, self.where, stored, {"medians_ms": medians})
         self._baselines[name] = stored
         return stored
 
-    def _baseline_medians(self, name: str, item: TimingItem) -> list[float]:
+    def _take_baseline(self, name: str, item: TimingItem) -> tuple[float, list[float]]:
+        """The lowest of `baseline_repeats` medians, each from a process of its own, and the medians."""
         medians = []
         for _ in range(self.protocol.baseline_repeats):
             raw = next(iter(self.backend.run(self._job([item], None, self.protocol.runs))))
             if raw.error:
                 raise LatencyError(f"cannot time the reference model {name}: {raw.error}")
             medians.append(Summary.of(self.series(raw)[0]).median)
-        return medians
+        return min(medians), medians
 
     def retake_baseline(self, kind: str, input_shape: Sequence[int]) -> dict[str, Any]:
         """Time the reference again as the baseline is taken, and carry every figure in the cache
@@ -188,9 +188,9 @@ class Measurer:
         ref = self.reference(kind, input_shape)
         if ref is None:
             raise LatencyError("there is no reference to re-take: measurements without one have no baseline")
-        medians = self._baseline_medians(ref.name, ref.item)
-        report = self.cache.rebase(ref.name, self.where, min(medians), {"medians_ms": medians})
-        self._baselines[ref.name] = ref.baseline_ms = min(medians)
+        baseline, medians = self._take_baseline(ref.name, ref.item)
+        report = self.cache.rebase(ref.name, self.where, baseline, {"medians_ms": medians})
+        self._baselines[ref.name] = ref.baseline_ms = baseline
         return report
 
     def _job(self, items: Sequence[TimingItem], reference: _Reference | TimingItem | None, runs: int,

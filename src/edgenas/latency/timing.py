@@ -43,10 +43,10 @@ def time_pairs(run, reference, warmup, runs, max_seconds, min_seconds=0.0):
     the wall time minus the time the core was lent to other processes, which is what makes a
     shared machine usable. The garbage collector is off while timing so that a collection never
     lands inside one run. Stops early (after at least 5 pairs) once `max_seconds` have passed.
-    Why a minimum duration: a network of 1-5 ms (32 px) times its 50 runs in a fraction of a
-    second, and its ratio to the reference then moved by up to 9 % between processes; ten times
-    the runs halved that (docs/bench/latency.md). A fixed duration gives every network, small or
-    large, about the same share of the machine's ups and downs.
+    Why a minimum duration: a network of a few milliseconds (32 px) times its runs in a fraction
+    of a second, and its ratio to the reference then moved between processes far more than a
+    large network's; more runs cut that (docs/bench/latency.md, issue 17). A fixed duration gives
+    every network, small or large, about the same share of the machine's ups and downs.
     """
     for _ in range(warmup):
         run()

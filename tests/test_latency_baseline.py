@@ -81,13 +81,14 @@ def test_a_new_baseline_rescales_layers_measurements_and_corrections_alike(built
 
 
 def test_retake_through_the_cli_times_the_reference_again_and_carries_the_lut_over(built, capsys):
-    """`edgenas latency baseline --retake` on a cache whose baseline was left 1.5x too high: the
-    reference is timed again (the new baseline lies nearer the true one than the bad one) and the
-    predictions follow it by exactly new / old."""
+    """`edgenas latency baseline --retake` on a cache whose baseline was left 4x too high: the
+    reference is timed again (the new baseline lies within 2x of the one first taken, nearer it than
+    the bad one on a log scale, a margin a loaded machine's noise stays inside) and the predictions
+    follow it by exactly new / old."""
     cache, archs, where, name, baseline = built
     db = LatencyCache(str(cache))
     try:
-        db.rebase(name, where, 1.5 * baseline, {})
+        db.rebase(name, where, 4.0 * baseline, {})
         # a correction stored by an earlier version records no baselines: left alone, and counted
         db.put_correction("from-an-earlier-version", Where(*where.values()[:3], where.setting + ";ref=network"),
                           {"a": 1.0, "b": 0.0, "c_per_layer": 0.0, "d_per_mvalue": 0.0, "n": 1})
@@ -99,9 +100,9 @@ def test_retake_through_the_cli_times_the_reference_again_and_carries_the_lut_ov
     code, out, err = run_cli([*common, "--retake", "--json"], capsys)
     assert code == 0, err
     result = json.loads(out)
-    assert result["reference"] == name and result["old_ms"] == pytest.approx(1.5 * baseline)
+    assert result["reference"] == name and result["old_ms"] == pytest.approx(4.0 * baseline)
     assert result["corrections_left"] == 1
-    assert abs(result["new_ms"] / baseline - 1) < 0.5 * 0.5  # the bad one is 50 % off; the retake is nearer
+    assert 0.5 < result["new_ms"] / baseline < 2.0  # the bad one is 4x off; the retake is timed, not kept
     after = _state(cache, archs)
     assert after["predicted"] == pytest.approx([p * result["factor"] for p in before["predicted"]], rel=1e-9)
     code, out, err = run_cli(common, capsys)

@@ -114,6 +114,90 @@ def test_derivation_from_hand_set_logits_gives_the_expected_string(lut_setup):
     assert distribution.derive() == "ir_r2_k5_s2_e3_c4 ds_r1_k3_s2_c16_noskip"
 
 
+def _every(space):
+    return list(itertools.product(*(range(len(d.choices)) for d in space.decisions)))
+
+
+def _random_log_probs(space, seed):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.log_softmax(2.0 * torch.randn(len(d.choices), generator=generator, dtype=torch.float64), dim=0)
+            for d in space.decisions]
+
+
+def test_the_trade_off_is_the_best_of_the_whole_space_for_its_weight(lut_setup):
+    """sum log p - weight * LUT ms, maximised by the dynamic programme, against every one of the
+    1,536 architectures scored by the LUT itself; also the fast lookup against the LUT."""
+    space, lut, expected, _ = lut_setup
+    every = _every(space)
+    predicted = {ix: lut.predict(space.arch_from_indices(ix)) for ix in every}
+    fast = expected.fast_prediction()
+    assert all(fast(ix) == pytest.approx(ms, rel=1e-12) for ix, ms in predicted.items())
+    for seed in range(3):
+        log_probs = _random_log_probs(space, seed)
+        for weight in (-30.0 / predicted[every[0]], 0.0, 3.0 / predicted[every[0]], 300.0 / predicted[every[0]]):
+            scores = {ix: sum(float(p[i]) for p, i in zip(log_probs, ix)) - weight * predicted[ix] for ix in every}
+            chosen = expected.trade_off(log_probs, weight)
+            assert scores[chosen] == pytest.approx(max(scores.values()), rel=1e-12, abs=1e-12)
+
+
+def test_near_target_derivation_is_the_most_probable_network_in_the_band(lut_setup):
+    """Against brute force over the whole space: the derived network lies within the tolerance of
+    T and no network there is more probable; the mode is kept when it already lies there."""
+    from edgenas.supernet.derivation import by_probability, log_probability, near_target
+
+    space, lut, expected, _ = lut_setup
+    every = _every(space)
+    predicted = {ix: lut.predict(space.arch_from_indices(ix)) for ix in every}
+    low, high = expected.latency_range()
+    missed_by_the_mode = 0
+    for seed in range(3):
+        log_probs = _random_log_probs(space, seed)
+        listed = list(by_probability(log_probs))
+        assert sorted(listed) == every  # every architecture once, most probable first
+        values = [log_probability(log_probs, ix) for ix in listed]
+        assert all(a >= b - 1e-12 for a, b in zip(values, values[1:]))
+        mode = listed[0]
+        for fraction in (0.2, 0.5, 0.8):
+            target = low + fraction * (high - low)
+            band = [ix for ix in every if abs(predicted[ix] / target - 1) <= 0.02]
+            derived = near_target(expected, log_probs, target, 0.02)
+            assert abs(predicted[derived] / target - 1) <= 0.02
+            assert log_probability(log_probs, derived) == pytest.approx(
+                max(log_probability(log_probs, ix) for ix in band), abs=1e-12)
+            if abs(predicted[mode] / target - 1) <= 0.02:
+                assert derived == mode
+            else:
+                missed_by_the_mode += 1
+    assert missed_by_the_mode >= 5  # the check above is about the band, not about the mode
+
+
+def test_the_hull_fallback_is_the_most_probable_at_its_latency(lut_setup):
+    """With the list cut at one architecture, the answer comes from the trade-off hull: none of
+    the whole space is both more probable and on the same side of it (as fast, or as slow)."""
+    from edgenas.supernet.derivation import log_probability, near_target
+
+    space, lut, expected, _ = lut_setup
+    every = _every(space)
+    predicted = {ix: lut.predict(space.arch_from_indices(ix)) for ix in every}
+    low, high = expected.latency_range()
+    log_probs = _random_log_probs(space, 1)
+    mode = tuple(int(p.argmax()) for p in log_probs)
+    checked = 0
+    for target in (low + 0.05 * (high - low), high - 0.05 * (high - low)):
+        if abs(predicted[mode] / target - 1) <= 0.1:  # the mode itself would be the answer
+            continue
+        derived = near_target(expected, log_probs, target, 0.02, limit=1)
+        assert derived != mode
+        faster = predicted[mode] > target
+        rivals = [ix for ix in every if (predicted[ix] <= predicted[derived] if faster
+                                        else predicted[ix] >= predicted[derived])]
+        assert log_probability(log_probs, derived) == pytest.approx(
+            max(log_probability(log_probs, ix) for ix in rivals), abs=1e-12)
+        assert abs(predicted[derived] / target - 1) < abs(predicted[mode] / target - 1)
+        checked += 1
+    assert checked >= 1  # the two targets lie far apart: the mode is near one at most
+
+
 def test_a_gated_path_computes_what_the_path_computes(lut_setup):
     from edgenas.supernet.network import Supernet
     from edgenas.supernet.search_model import GradientSearchModel
@@ -149,6 +233,9 @@ def test_a_tiny_search_on_digits_lowers_the_validation_loss_and_moves_expected_l
     uniform = history[0]["expected_ms"]  # after the warm-up the logits are still zero
     assert abs(result["expected_ms"] - target) < abs(uniform - target)
     assert result["arch"] == history[-1]["arch"] and result["measured_ms"] > 0
+    assert result["derive"] == "near-target" and abs(result["predicted_ms"] / target - 1) <= 0.02
+    if result["most_probable_arch"] != result["arch"]:
+        assert result["most_probable_measured_ms"] > 0
     assert (out / "arch_history.png").stat().st_size > 0 and (out / "search.pt").exists()
     assert not (out / "resume.pt").exists()
 
@@ -252,6 +339,8 @@ def test_a_resume_file_of_other_settings_is_refused(lut_setup, tmp_path, capsys)
     (["--warmup-epochs", "3", "--epochs", "3"], ["--warmup-epochs"]),
     (["--space-option", "kernels=three"], ["kernels"]),
     (["--penalty", "square"], ["--penalty"]),
+    (["--derive", "nearest"], ["--derive"]),
+    (["--derive-tolerance", "1.5"], ["--derive-tolerance"]),
 ])
 def test_bad_flags_are_one_line_and_write_nothing(lut_setup, tmp_path, capsys, flags, words):
     out = tmp_path / "run"

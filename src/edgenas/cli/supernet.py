@@ -81,6 +81,7 @@ def _register_search(commands: argparse._SubParsersAction) -> None:
     from edgenas.supernet.gradient_search import SearchSettings
     from edgenas.supernet.latency_loss import PENALTIES
     from edgenas.supernet.network import SHARING_MODES
+    from edgenas.supernet.search_model import DERIVATIONS
 
     d = SearchSettings(target_ms=1.0)
     search = commands.add_parser("search", help="latency-aware gradient search on the supernet (rerun to resume)")
@@ -106,6 +107,12 @@ def _register_search(commands: argparse._SubParsersAction) -> None:
     search.add_argument("--latency-weight", type=float, default=None, help=f"w (default {d.latency_weight:g})")
     search.add_argument("--tau-start", type=float, default=None, help=f"default {d.tau_start:g}")
     search.add_argument("--tau-end", type=float, default=None, help=f"default {d.tau_end:g}")
+    search.add_argument("--derive", default=None, choices=DERIVATIONS,
+                        help="near-target = the most probable network whose LUT latency lies within "
+                        "--derive-tolerance of T; most-probable = each decision's most probable choice "
+                        f"(default {d.derive})")
+    search.add_argument("--derive-tolerance", type=float, default=None,
+                        help=f"relative band around T for near-target (default {d.derive_tolerance:g})")
     search.add_argument("--seed", type=int, default=None, help=f"default {d.seed}")
     add_latency_options(search, "latency-", ("backend", "runs", "warmup", "threads", "cache", "calibration",
                                               "layer-passes"))
@@ -123,7 +130,8 @@ def search_settings_from_args(args: argparse.Namespace):
 
     given = {name: getattr(args, name) for name in (
         "target_ms", "supernet", "space_preset", "dataset", "data_dir", "subset", "val_fraction", "sharing", "epochs",
-        "warmup_epochs", "batch_size", "lr", "arch_lr", "penalty", "latency_weight", "tau_start", "tau_end", "seed")
+        "warmup_epochs", "batch_size", "lr", "arch_lr", "penalty", "latency_weight", "tau_start", "tau_end", "derive",
+        "derive_tolerance", "seed")
         if getattr(args, name) is not None}
     if args.space_option:
         given["space_options"] = tuple(args.space_option)
@@ -144,6 +152,9 @@ def _search(args: argparse.Namespace) -> int:
     print(f"latency on {result['backend']}: target {result['target_ms']:g} ms, E[LAT] {result['expected_ms']:.4g} ms, "
           f"LUT {result['predicted_ms']:.4g} ms, measured {result['measured_ms']:.4g} ms "
           f"({result['measured_error']:+.0%} of the target)")
+    if result["most_probable_arch"] != result["arch"]:
+        print(f"most probable network (each decision's mode): {result['most_probable_arch']}, LUT "
+              f"{result['most_probable_predicted_ms']:.4g} ms, measured {result['most_probable_measured_ms']:.4g} ms")
     print(f"history: {out / 'history.json'}, {out / 'arch_history.png'}")
     return 0
 

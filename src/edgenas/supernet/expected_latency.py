@@ -131,17 +131,71 @@ class ExpectedLatency:
         """
         return self._extreme(torch.amin), self._extreme(torch.amax)
 
+    def _block_costs(self, block: int) -> torch.Tensor:
+        """The LUT cost of block `block` for every combination of its choices and the previous
+        block's width: a tensor [op, kernel, se, skip, layers, width, previous width]."""
+        first = self.first[block]
+        layers = len(self.space.block_decisions(block)[5].choices)
+        depth = torch.zeros(*first.shape[:4], layers, first.shape[4], dtype=torch.float64)
+        for table, present in zip(self.later[block], self.present[block]):
+            depth = depth + table.unsqueeze(4) * present.view(1, 1, 1, 1, -1, 1)
+        return first.unsqueeze(4) + depth.unsqueeze(-1)
+
     def _extreme(self, reduce) -> float:
         best = torch.zeros(1, dtype=torch.float64)  # over the previous block's width (the stem: one)
-        for block, first in enumerate(self.first):
-            layers = len(self.space.block_decisions(block)[5].choices)
-            depth = torch.zeros(*first.shape[:4], layers, first.shape[4], dtype=torch.float64)
-            for table, present in zip(self.later[block], self.present[block]):
-                depth = depth + table.unsqueeze(4) * present.view(1, 1, 1, 1, -1, 1)
-            whole = first.unsqueeze(4) + depth.unsqueeze(-1)  # [op, k, se, skip, layers, width, previous]
-            pair = reduce(whole.flatten(0, 4), dim=0)  # [width, previous]
+        for block in range(len(self.first)):
+            pair = reduce(self._block_costs(block).flatten(0, 4), dim=0)  # [width, previous]
             best = reduce(pair + best.view(1, -1), dim=1)
         return float(reduce(best + self.head)) + self.constant
+
+    def trade_off(self, log_probs: Sequence[torch.Tensor], weight: float) -> tuple[int, ...]:
+        """The architecture (choice indices) maximising `sum of log-probabilities - weight * LUT ms`.
+
+        Exact by dynamic programming over the blocks with the width as the state, as the range is.
+        Why this form: for `weight > 0` no architecture at most as slow is more probable (were one,
+        it would score higher), for `weight < 0` none at least as fast; so walking `weight` walks the
+        most probable architecture at each latency along the convex hull of (latency, log-probability).
+        """
+        scores, choices, previous_of = torch.zeros(1, dtype=torch.float64), [], []
+        for block in range(len(self.first)):
+            lp = [p.detach().to(torch.float64) for p in log_probs[_PER_BLOCK * block: _PER_BLOCK * (block + 1)]]
+            lp_op, lp_k, lp_se, lp_skip, lp_w, lp_layers = lp
+            local = (lp_op.view(-1, 1, 1, 1, 1) + lp_k.view(1, -1, 1, 1, 1) + lp_se.view(1, 1, -1, 1, 1)
+                     + lp_skip.view(1, 1, 1, -1, 1) + lp_layers.view(1, 1, 1, 1, -1))
+            score = local.unsqueeze(-1).unsqueeze(-1) - weight * self._block_costs(block)  # [o,k,s,x,L,w,v]
+            shape = score.shape[:5]
+            best, choice = score.flatten(0, 4).max(dim=0)  # [width, previous]
+            total = best + scores.view(1, -1)
+            scores, previous = total.max(dim=1)
+            scores = scores + lp_w
+            choices.append((choice, shape))
+            previous_of.append(previous)
+        width = int((scores - weight * self.head).argmax())
+        indices: list[tuple[int, ...]] = []
+        for block in reversed(range(len(self.first))):
+            choice, shape = choices[block]
+            before = int(previous_of[block][width])
+            o, k, s, x, layers = torch.unravel_index(choice[width, before], shape)
+            indices.append((int(o), int(k), int(s), int(x), width, int(layers)))
+            width = before
+        return tuple(i for block in reversed(indices) for i in block)
+
+    def fast_prediction(self):
+        """A function: choice indices -> the LUT's prediction (ms), by lookup in the per-block cost
+        tables (what `of_indices` gives, without building one-hot tensors: for searches that
+        evaluate thousands of architectures)."""
+        tables = [self._block_costs(block).tolist() for block in range(len(self.first))]
+        head, constant = self.head.tolist(), self.constant
+
+        def predict(indices: Sequence[int]) -> float:
+            total, previous = constant, 0
+            for block, table in enumerate(tables):
+                o, k, s, x, w, layers = indices[_PER_BLOCK * block: _PER_BLOCK * (block + 1)]
+                total += table[o][k][s][x][layers][w][previous]
+                previous = w
+            return total + head[previous]
+
+        return predict
 
 
 def _layer(block_type: str, expansion: float, kernel: int, se: float, skip: str, stride: int, cin: int, out: int,

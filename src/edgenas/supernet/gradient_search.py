@@ -37,6 +37,7 @@ from edgenas.latency.settings import LatencySettings
 from edgenas.spaces.mnas import MnasSpace
 from edgenas.spaces.mnas_choices import space_choices
 from edgenas.supernet.latency_loss import PENALTIES
+from edgenas.supernet.search_model import DERIVATIONS
 from edgenas.training.resume import EpochCheckpoint, data_fingerprint, loop_state, restore_loop
 
 RESUME = "resume.pt"
@@ -70,6 +71,8 @@ class SearchSettings:
     latency_weight: float = 2.0
     tau_start: float = 5.0
     tau_end: float = 0.3
+    derive: str = "near-target"  # or most-probable (GradientSearchModel.derive says why)
+    derive_tolerance: float = 0.02  # near-target: the band around T, relative, on the LUT's prediction
     supernet: str | None = None  # a trained supernet directory to inherit weights from
     seed: int = 0
     latency: LatencySettings = field(default_factory=lambda: LatencySettings(mode="lut"))
@@ -84,6 +87,8 @@ class SearchSettings:
             (self.penalty in PENALTIES, f"unknown --penalty '{self.penalty}'; choose one of {', '.join(PENALTIES)}"),
             (self.latency_weight >= 0, f"--latency-weight cannot be negative, got {self.latency_weight:g}"),
             (self.tau_start > 0 and self.tau_end > 0, "--tau-start and --tau-end must be positive"),
+            (self.derive in DERIVATIONS, f"unknown --derive '{self.derive}'; choose one of {', '.join(DERIVATIONS)}"),
+            (0.0 <= self.derive_tolerance < 1.0, f"--derive-tolerance must lie in [0, 1), got {self.derive_tolerance:g}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
             (self.subset is None or self.subset >= 4, f"--subset must hold at least 4 images, got {self.subset}"),
         ]
@@ -229,7 +234,7 @@ def run_search(out: str | Path, settings: SearchSettings, *, dataset: ImageDatas
             else:
                 supernet = Supernet(space, settings.sharing)
             model = GradientSearchModel(supernet, expected, settings.target_ms, settings.penalty,
-                                        settings.latency_weight)
+                                        settings.latency_weight, settings.derive, settings.derive_tolerance)
             augment = Augment.for_dataset(train_part)
             loaders = make_loaders(train_part, arch_part, settings.batch_size, settings.batch_size, augment=augment,
                                    device="cpu", seed=settings.seed, channels_last=False, recalibrate=False)
@@ -269,10 +274,12 @@ def run_search(out: str | Path, settings: SearchSettings, *, dataset: ImageDatas
                 bar.close()
             plot_history(state.history, settings.target_ms, out / PLOT)
             model.tau = settings.tau(settings.epochs - 1)  # also when a resumed run had no epoch left
-            arch = model.derive()
+            arch, most_probable = model.derive(), model.distribution.derive()
             result = {
                 "arch": arch, "target_ms": settings.target_ms, "expected_ms": float(model.expected_ms().detach()),
                 "predicted_ms": float(estimator.lut.predict(arch)), "latency_range_ms": list(bounds),
+                "derive": settings.derive, "most_probable_arch": most_probable,
+                "most_probable_predicted_ms": float(estimator.lut.predict(most_probable)),
                 "backend": estimator.backend, "where": str(estimator.lut.where),
                 "epochs": settings.epochs, "final_val_ce": state.history[-1]["val_ce"],
                 "seconds_this_run": time.perf_counter() - started, "settings": settings.to_dict(),
@@ -280,6 +287,8 @@ def run_search(out: str | Path, settings: SearchSettings, *, dataset: ImageDatas
             if measure:
                 result["measured_ms"] = float(estimator.measure(arch).latency_ms)
                 result["measured_error"] = result["measured_ms"] / settings.target_ms - 1.0
+                if most_probable != arch:  # both, so a user sees what the near-target derivation bought
+                    result["most_probable_measured_ms"] = float(estimator.measure(most_probable).latency_ms)
             torch_save_atomic({"state_dict": model.state_dict(), "arch": arch}, out / WEIGHTS)
             write_atomic(out / RESULT, json.dumps(result, indent=2) + "\n")
             checkpoint.remove()

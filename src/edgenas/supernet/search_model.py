@@ -18,17 +18,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgenas.supernet.derivation import near_target
 from edgenas.supernet.expected_latency import ExpectedLatency
 from edgenas.supernet.latency_loss import get_penalty
 from edgenas.supernet.network import Supernet
 from edgenas.supernet.relaxation import ArchitectureDistribution
+
+DERIVATIONS = ("near-target", "most-probable")
 
 
 class GradientSearchModel(nn.Module):
     """Supernet weights + architecture logits; `loss` = penalty(CE of a sampled path, E[LAT], T)."""
 
     def __init__(self, supernet: Supernet, expected: ExpectedLatency, target_ms: float, penalty: str = "abs",
-                 latency_weight: float = 1.0) -> None:
+                 latency_weight: float = 1.0, derivation: str = "near-target", tolerance: float = 0.02) -> None:
         super().__init__()
         self.supernet = supernet
         self.distribution = ArchitectureDistribution(supernet.space)
@@ -36,6 +39,10 @@ class GradientSearchModel(nn.Module):
         self.target_ms = target_ms
         self.penalty = get_penalty(penalty)
         self.latency_weight = latency_weight
+        if derivation not in DERIVATIONS:
+            raise ValueError(f"unknown derivation {derivation!r}; one of {', '.join(DERIVATIONS)}")
+        self.derivation = derivation
+        self.tolerance = tolerance
         self.tau = 1.0  # the sampling temperature of this epoch, set by the search loop
         self.last: dict[str, float] = {}  # the last `loss` call's parts, for the epoch's statistics
 
@@ -88,5 +95,15 @@ class GradientSearchModel(nn.Module):
                 hook.remove()
 
     def derive(self) -> str:
-        """The most probable architecture (an architecture string of the space)."""
-        return self.distribution.derive()
+        """The derived architecture (a string of the space), as `derivation` says.
+
+        `most-probable`: each decision's most probable choice. `near-target` (default): the most
+        probable architecture whose LUT prediction lies within `tolerance` of the target
+        (`derivation.near_target`, which says why it is the default); the same as `most-probable`
+        when that one already lies there."""
+        if self.derivation == "most-probable":
+            return self.distribution.derive()
+        log_probs = [torch.log_softmax(logits.detach(), dim=0) for logits in self.distribution.logits]
+        indices = near_target(self.expected, log_probs, self.target_ms, self.tolerance)
+        return self.supernet.space.arch_from_indices(indices)
+

@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--latency-cache", default=None)
     parser.add_argument("--fractions", default="0.2,0.5,0.8", help="targets, as fractions of the latency range")
+    parser.add_argument("--seed", type=int, default=0, help="the searches' and the supernet training's seed")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -63,7 +64,7 @@ def main() -> None:
         ["--data-dir", args.data_dir] if args.data_dir else [])
     latency = ["--latency-backend", "onnxruntime"] + (["--latency-cache", args.latency_cache] if args.latency_cache else [])
     common = ["supernet", "search", "--space-preset", "demo", *data, "--epochs", str(args.epochs),
-              "--warmup-epochs", str(args.warmup_epochs), "--batch-size", str(args.batch_size), *latency, "--json"]
+              "--warmup-epochs", str(args.warmup_epochs), "--batch-size", str(args.batch_size), "--seed", str(args.seed), *latency, "--json"]
 
     from edgenas.latency.estimator import make_latency_estimator
     from edgenas.latency.settings import LatencySettings
@@ -98,7 +99,8 @@ def main() -> None:
         print(json.dumps(rows[-1]), file=sys.stderr)
     supernet, wall, rss = edgenas(["supernet", "train", "--space-preset", "demo", *data, "--val-fraction", "0.5",
                                    "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-                                   "--train-device", "cpu", "--out", str(out / "supernet"), "--force", "--json"])
+                                   "--train-device", "cpu", "--seed", str(args.seed), "--out", str(out / "supernet"), "--force",
+                                   "--json"])
     rows.append({"job": "supernet train (same epochs)", "wall_s": wall, "search_s": supernet["stats"]["seconds"],
                  "maxrss_mib": rss})
     largest = space.arch_from_indices(PathSampler(space).largest())

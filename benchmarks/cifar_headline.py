@@ -155,8 +155,9 @@ def main() -> None:
     parser.add_argument("--target-ms", type=float, default=None, help="T itself (overrides --speedup)")
     parser.add_argument("--picks", type=int, default=3, help="front networks nearest T to train")
     parser.add_argument("--gradient-subset", type=int, default=10000,
-                        help="images of the gradient search at T (weights from the supernet; 0: no gradient search)")
+                        help="images of each gradient search (weights from the supernet; 0: none)")
     parser.add_argument("--gradient-epochs", type=int, default=2)
+    parser.add_argument("--gradient-targets", default="1", help="gradient searches at these multiples of T")
     parser.add_argument("--widths", default="0.35,0.5,0.75,1.0", help="the MobileNetV2 family")
     parser.add_argument("--train-epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -251,21 +252,23 @@ def main() -> None:
               "search_measured_ms": r["measured_ms"]} for i, r in enumerate(sorted(picks, key=lambda r: r["measured_ms"]))]
     save()
 
-    # 3b. The latency-aware gradient search (issue 13) at the same T, from the same supernet's weights.
+    # 3b. The latency-aware gradient search (issue 13) at T times each --gradient-targets factor, from
+    # the same supernet's weights.
     gradient = []
-    if args.gradient_subset:
-        started = time.perf_counter()
-        result_path = work / "gradient" / "result.json"
+    for i, factor in enumerate(float(f) for f in args.gradient_targets.split(",") if args.gradient_subset):
+        name = f"gradient_{i + 1}"
+        result_path = work / name / "result.json"
         if not result_path.exists():  # a finished search is read back (the command refuses to redo it)
-            edgenas("supernet", "search", "--target-ms", f"{target:.5f}", "--supernet", str(supernet),
+            started = time.perf_counter()
+            edgenas("supernet", "search", "--target-ms", f"{factor * target:.5f}", "--supernet", str(supernet),
                     "--space-preset", "full", *[f"--space-option={o}" for o in space_options], *data,
                     "--subset", str(args.gradient_subset), "--epochs", str(args.gradient_epochs),
                     "--warmup-epochs", "0", "--seed", str(args.seed), "--latency-backend", search_backend,
-                    "--latency-cache", cache, "--out", str(work / "gradient"), "--quiet", log=log)
-            results.setdefault("seconds", {})["gradient"] = time.perf_counter() - started
+                    "--latency-cache", cache, "--out", str(work / name), "--quiet", log=log)
+            results.setdefault("seconds", {})[name] = time.perf_counter() - started
         found = json.loads(result_path.read_text())
-        gradient = [{"name": "gradient_1", "arch": found["arch"], "search_measured_ms": found["measured_ms"],
-                     "search_predicted_ms": found["predicted_ms"]}]
+        gradient.append({"name": name, "target_ms": factor * target, "arch": found["arch"],
+                         "search_measured_ms": found["measured_ms"], "search_predicted_ms": found["predicted_ms"]})
         save()
 
     # 4. One recipe for every network.

@@ -21,10 +21,12 @@ Verdicts printed: for each family member, whether a pick dominates it (at least 
 at most as slow); for each pick, the family's accuracy at its latency and the family's latency at
 its accuracy (both interpolated piecewise-linearly in log latency between family members), so
 "x times faster at equal accuracy". Nothing is extrapolated: a pick outside the family's range
-says so.
+says so, and no speed-up is read off a family whose accuracy does not rise with its latency (short
+training can leave it so).
 
 Besides the RL search, the latency-aware gradient search (issue 13, `edgenas supernet search`)
-runs at the same T from the same supernet's weights, and its network is trained the same way.
+runs from the same supernet's weights at T times each of --gradient-targets (one setting for
+all), and its networks are trained the same way.
 
 The space is the full MnasNet space with ConvOp narrowed to MBConv3/MBConv6 by default (a
 supernet of MBConv kinds only is far better trained after the same minutes: docs/bench/supernet.md,
@@ -117,7 +119,7 @@ def plot(path: Path, picks: list[dict], gradient: list[dict], family: list[dict]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(6.4, 5.0))
     fam = sorted(family, key=lambda r: r["latency_ms"][backend])
     ax.plot([r["latency_ms"][backend] for r in fam], [100 * r["test_accuracy"] for r in fam], "s-", color="tab:gray",
             label="MobileNetV2 width family")
@@ -134,7 +136,7 @@ def plot(path: Path, picks: list[dict], gradient: list[dict], family: list[dict]
     ax.set_ylabel("CIFAR-10 test accuracy, %")
     ax.set_title(f"CIFAR-10: search front ({len(front)} on it) vs MobileNetV2")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: never over a point
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -305,11 +307,13 @@ def main() -> None:
     for backend in backends:
         comparison = results["comparison"][backend]
         print(f"\n{backend}:")
+        no_speedup = ("outside the family's accuracy range" if comparison["family_accuracy_increases_with_latency"]
+                      else "no equal-accuracy speed-up: the family's accuracy does not rise with its latency")
         for r in comparison["picks"]:
             at = "outside the family's latency range" if r["family_accuracy_at_latency"] is None else (
                 f"family at this latency {100 * r['family_accuracy_at_latency']:.2f} % "
                 f"({'above' if r['above_family'] else 'not above'})")
-            speed = "outside the family's accuracy range" if r["speedup_at_equal_accuracy"] is None else (
+            speed = no_speedup if r["speedup_at_equal_accuracy"] is None else (
                 f"{r['speedup_at_equal_accuracy']:.2f}x faster than the family at equal accuracy")
             print(f"  {r['name']}: {100 * r['test_accuracy']:.2f} % at {r['latency_ms']:.3f} ms; {at}; {speed}")
         for name, by in comparison["dominated_by"].items():

@@ -156,10 +156,12 @@ def main() -> None:
     parser.add_argument("--speedup", type=float, default=1.5, help="T = MobileNetV2 1.0's latency / this")
     parser.add_argument("--target-ms", type=float, default=None, help="T itself (overrides --speedup)")
     parser.add_argument("--picks", type=int, default=3, help="front networks nearest T to train")
-    parser.add_argument("--gradient-subset", type=int, default=10000,
+    parser.add_argument("--gradient-subset", type=int, default=5000,
                         help="images of each gradient search (weights from the supernet; 0: none)")
-    parser.add_argument("--gradient-epochs", type=int, default=2)
-    parser.add_argument("--gradient-targets", default="1", help="gradient searches at these multiples of T")
+    parser.add_argument("--gradient-epochs", type=int, default=6,
+                        help="2 anneal too fast to follow T (docs/bench/gradient_search.md)")
+    parser.add_argument("--gradient-targets", default="1,0.7,1.4",
+                        help="gradient searches at these multiples of T (the first: gradient_1)")
     parser.add_argument("--widths", default="0.35,0.5,0.75,1.0", help="the MobileNetV2 family")
     parser.add_argument("--train-epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)

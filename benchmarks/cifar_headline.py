@@ -159,7 +159,8 @@ def main() -> None:
     parser.add_argument("--gradient-subset", type=int, default=5000,
                         help="images of each gradient search (weights from the supernet; 0: none)")
     parser.add_argument("--gradient-epochs", type=int, default=6,
-                        help="2 anneal too fast to follow T (docs/bench/gradient_search.md)")
+                        help="6: what the headline trained; 2 also reach T since the per-step temperature "
+                        "(docs/bench/gradient_search.md)")
     parser.add_argument("--gradient-targets", default="1,0.7,1.4",
                         help="gradient searches at these multiples of T (the first: gradient_1)")
     parser.add_argument("--widths", default="0.35,0.5,0.75,1.0", help="the MobileNetV2 family")

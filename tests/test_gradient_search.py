@@ -216,6 +216,19 @@ def test_a_gated_path_computes_what_the_path_computes(lut_setup):
 
 
 # ---- the search ----------------------------------------------------------------------------------
+def test_the_temperature_falls_every_step_from_start_to_end_after_the_warm_up():
+    from edgenas.supernet.gradient_search import SearchSettings
+
+    settings = SearchSettings(target_ms=1.0, epochs=3, warmup_epochs=1, tau_start=5.0, tau_end=0.3)
+    taus = [settings.tau(step, 10) for step in range(30)]
+    assert taus[:11] == [5.0] * 11  # the warm-up's ten steps, then the first architecture step
+    assert taus[29] == pytest.approx(0.3)
+    ratios = [a / b for a, b in zip(taus[10:], taus[11:])]
+    assert min(ratios) > 1 and max(ratios) == pytest.approx(min(ratios))  # geometric, a new temperature every step
+    one_epoch = SearchSettings(target_ms=1.0, epochs=1, warmup_epochs=0)
+    assert one_epoch.tau(0, 1) == one_epoch.tau_end  # a single architecture step draws at the end temperature
+
+
 def test_a_tiny_search_on_digits_lowers_the_validation_loss_and_moves_expected_latency_to_the_target(
         lut_setup, tmp_path, capsys):
     low, high = lut_setup[2].latency_range()
@@ -230,6 +243,7 @@ def test_a_tiny_search_on_digits_lowers_the_validation_loss_and_moves_expected_l
     assert [r["epoch"] for r in history] == [1, 2, 3, 4]
     searched = [r for r in history if r["searching"]]
     assert searched[-1]["val_ce"] < searched[0]["val_ce"]
+    assert 0.3 < searched[0]["tau"] < 5.0 and history[-1]["tau"] == pytest.approx(0.3)  # annealed per step
     uniform = history[0]["expected_ms"]  # after the warm-up the logits are still zero
     assert abs(result["expected_ms"] - target) < abs(uniform - target)
     assert result["arch"] == history[-1]["arch"] and result["measured_ms"] > 0

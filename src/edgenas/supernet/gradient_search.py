@@ -4,7 +4,11 @@ Alternating optimisation as DARTS's first order does it (`edgenas.darts.Architec
 trains the supernet's weights on a training batch (one path drawn from the distribution), then,
 after `warmup_epochs` of weights only, takes one Adam step on the architecture logits on a
 batch of the held-out part (CE of a drawn path joined with E[LAT] at the target). The sampling
-temperature is annealed geometrically per epoch from `tau_start` to `tau_end`.
+temperature is annealed geometrically per step from `tau_start` (the first architecture step) to
+`tau_end` (the last). Why per step and not per epoch as FBNet: with few epochs a per-epoch schedule
+falls in a few large jumps (at 2 epochs straight from 5 to 0.3), and the latency term, which hardly
+acts on a near-uniform distribution, gets no temperature in between to steer at
+(docs/bench/gradient_search.md, the CIFAR-10 searches).
 
 Resume: after every epoch `DIR/resume.pt` holds the model (weights and logits), both optimizers,
 the step counters, the torch / Python / both loaders' RNG states and the history, written whole
@@ -13,7 +17,7 @@ on CPU, and a resume.pt of other settings, data or latency target/device is refu
 rather than a `--resume` flag: the command is the run's identity, so a killed job is restarted by
 the same line that started it (as `edgenas supernet train` and `edgenas darts search`).
 
-The run directory: `history.json` (per epoch: temperature, E[LAT], derived architecture, the
+The run directory: `history.json` (per epoch: the temperature at its end, E[LAT], derived architecture, the
 probabilities of every decision, train / validation CE), `arch_history.png`, and at the end
 `search.pt` (state_dict) and `result.json` (derived architecture, E[LAT], its LUT prediction and
 its end-to-end measurement on the target). A directory with result.json and no resume.pt is
@@ -96,14 +100,16 @@ class SearchSettings:
             if not ok:
                 raise UserError(message)
 
-    def tau(self, epoch: int) -> float:
-        """The sampling temperature of `epoch`: geometric from tau_start to tau_end over the
-        architecture epochs (tau_start through the warm-up)."""
-        span = self.epochs - self.warmup_epochs - 1
-        done = max(0, epoch - self.warmup_epochs)
+    def tau(self, step: int, steps_per_epoch: int) -> float:
+        """The sampling temperature at weight step `step` of the run (from 0): tau_start through the
+        warm-up, then geometric to tau_end at the last architecture step."""
+        first = self.warmup_epochs * steps_per_epoch
+        span = (self.epochs - self.warmup_epochs) * steps_per_epoch - 1
+        if step < first:
+            return self.tau_start
         if span <= 0:
-            return self.tau_end if epoch >= self.warmup_epochs else self.tau_start
-        return self.tau_start * (self.tau_end / self.tau_start) ** (done / span)
+            return self.tau_end
+        return self.tau_start * (self.tau_end / self.tau_start) ** (min(step - first, span) / span)
 
     def choices(self) -> dict[str, Any]:
         return space_choices(self.space_preset, list(self.space_options))
@@ -262,7 +268,8 @@ def run_search(out: str | Path, settings: SearchSettings, *, dataset: ImageDatas
                 while epoch < settings.epochs:
                     if stop_after is not None and epoch >= stop_after:
                         return {"stopped_after": epoch}
-                    record = _epoch(model, architect, weights, loaders.train, val_loader, settings, epoch, step, total)
+                    record = _epoch(model, architect, weights, loaders.train, val_loader, settings, epoch, step, total,
+                                    steps_per_epoch)
                     step += steps_per_epoch
                     epoch += 1
                     state.history.append(record)
@@ -273,7 +280,7 @@ def run_search(out: str | Path, settings: SearchSettings, *, dataset: ImageDatas
             finally:
                 bar.close()
             plot_history(state.history, settings.target_ms, out / PLOT)
-            model.tau = settings.tau(settings.epochs - 1)  # also when a resumed run had no epoch left
+            model.tau = settings.tau(total - 1, steps_per_epoch)  # also when a resumed run had no epoch left
             arch, most_probable = model.derive(), model.distribution.derive()
             result = {
                 "arch": arch, "target_ms": settings.target_ms, "expected_ms": float(model.expected_ms().detach()),
@@ -298,15 +305,16 @@ def run_search(out: str | Path, settings: SearchSettings, *, dataset: ImageDatas
 
 
 def _epoch(model, architect, weights, train_loader, val_loader, settings: SearchSettings, epoch: int, step: int,
-           total: int) -> dict[str, Any]:
-    """One epoch: per training batch a weight step, then (after warm-up) an architecture step."""
+           total: int, steps_per_epoch: int) -> dict[str, Any]:
+    """One epoch: per training batch a weight step, then (after warm-up) an architecture step, both
+    at the step's temperature; the record holds the epoch's last."""
     start = time.perf_counter()
     model.train()
-    model.tau = settings.tau(epoch)
     searching = epoch >= settings.warmup_epochs
     train_ce, val_ce, val_loss = [], [], []
     val_batches = iter(val_loader)
     for images, labels in train_loader:
+        model.tau = settings.tau(step, steps_per_epoch)
         lr = 0.5 * settings.lr * (1.0 + math.cos(math.pi * step / total))
         for group in weights.param_groups:
             group["lr"] = lr

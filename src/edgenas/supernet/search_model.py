@@ -43,7 +43,7 @@ class GradientSearchModel(nn.Module):
             raise ValueError(f"unknown derivation {derivation!r}; one of {', '.join(DERIVATIONS)}")
         self.derivation = derivation
         self.tolerance = tolerance
-        self.tau = 1.0  # the sampling temperature of this epoch, set by the search loop
+        self.tau = 1.0  # the sampling temperature of this step, set by the search loop
         self.last: dict[str, float] = {}  # the last `loss` call's parts, for the epoch's statistics
 
     # ---- what the architect needs -----------------------------------------------------------

@@ -8,8 +8,8 @@ Protocol (issue 12), every step the command a user runs, each in a fresh process
    T = MobileNetV2 1.0's latency / --speedup (default 1.5): the question is whether a network
    that much faster is as accurate (MnasNet's claim on ImageNet: 1.8x faster at equal accuracy).
 2. `edgenas supernet train` on the CIFAR-10 train split (its --val-fraction held out for scoring).
-3. `edgenas search --evaluator oneshot` with the soft MnasNet reward (--objective) at T, latency from the
-   ONNX Runtime LUT; the search measures its Pareto front end to end (front.json).
+3. `edgenas search --evaluator oneshot` with the soft MnasNet reward (--objective) at T, latency
+   from the ONNX Runtime LUT; the search measures its Pareto front end to end (front.json).
 4. The --picks front networks whose measured latency lies nearest T, and every member of the
    family, are trained with one recipe (`edgenas train`, the whole train split, from scratch) and
    scored on the 10,000 test images, which no step of the search saw.
@@ -263,7 +263,8 @@ def main() -> None:
     # 3b. The latency-aware gradient search (issue 13) at T times each --gradient-targets factor, from
     # the same supernet's weights.
     gradient = []
-    for i, factor in enumerate(float(f) for f in args.gradient_targets.split(",") if args.gradient_subset):
+    factors = [float(f) for f in args.gradient_targets.split(",")] if args.gradient_subset else []
+    for i, factor in enumerate(factors):
         name = f"gradient_{i + 1}"
         result_path = work / name / "result.json"
         if not result_path.exists():  # a finished search is read back (the command refuses to redo it)

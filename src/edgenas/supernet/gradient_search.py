@@ -17,8 +17,8 @@ on CPU, and a resume.pt of other settings, data or latency target/device is refu
 rather than a `--resume` flag: the command is the run's identity, so a killed job is restarted by
 the same line that started it (as `edgenas supernet train` and `edgenas darts search`).
 
-The run directory: `history.json` (per epoch: the temperature at its end, E[LAT], derived architecture, the
-probabilities of every decision, train / validation CE), `arch_history.png`, and at the end
+The run directory: `history.json` (per epoch: the temperature at its end, E[LAT], derived
+architecture, the probabilities of every decision, train / validation CE), `arch_history.png`, and at the end
 `search.pt` (state_dict) and `result.json` (derived architecture, E[LAT], its LUT prediction and
 its end-to-end measurement on the target). A directory with result.json and no resume.pt is
 finished.

@@ -68,14 +68,17 @@ def run_search(values: dict, regularizer: str, seed: int, out: Path, data, table
     from edgenas.darts.search import Search, SearchConfig
     from edgenas.darts.step import SearchHyper
 
+    name, _, listed = regularizer.partition(":")  # e.g. "beta:weight=5"
+    options = {key: float(value) for key, _, value in (item.partition("=") for item in listed.split(",") if item)}
     config = SearchConfig(
         dataset=values["dataset"], epochs=values["epochs"], batch_size=values["batch_size"], seed=seed,
         supernet=NB201SupernetConfig(channels=values["channels"], cells_per_stage=values["cells_per_stage"],
                                      num_classes=data.num_classes, in_channels=data.shape[0]),
         hyper=SearchHyper(order=1, arch_lr=values["arch_lr"]), limit=values["limit"],
-        regularizer=make_relaxation(regularizer), hessian_iterations=values["hessian_iterations"],
+        regularizer=make_relaxation(name, **options), hessian_iterations=values["hessian_iterations"],
     )
-    search = Search(config, out / f"{regularizer}_seed{seed}", dataset=data, device=device, tables=tables)
+    folder = regularizer.replace(":", "-").replace("=", "").replace(",", "-")
+    search = Search(config, out / f"{folder}_seed{seed}", dataset=data, device=device, tables=tables)
     images = values["hessian_images"]
     search.hessian_batch = tuple(t[:images] for t in search.hessian_batch)
 
@@ -129,7 +132,8 @@ def cost(protocol: str, device: str, steps: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="reduced")
-    parser.add_argument("--regularizers", nargs="+", default=["none", "beta", "drnas"])
+    parser.add_argument("--regularizers", nargs="+", default=["none", "beta", "drnas"],
+                        help="names, each with its settings if not the defaults: beta:weight=5")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", default="runs/bench_darts_nb201")
     parser.add_argument("--data-dir", default=None, help="the cifar10-jpeg shards (default ../shared/data/cifar10)")

@@ -131,6 +131,8 @@ OLD_DEFAULTS = {  # before issue 11, for the comparison runs
 }
 # Names `--strategies` also takes: a strategy at other options than the library defaults.
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {f"{name}-old": (name, opts) for name, opts in OLD_DEFAULTS.items()}
+ALIASES.update({f"{name}-spread": (name, {"advantages": "spread"}) for name in ("ppo", "reinforce")})
+ALIASES.update({f"{name}-rank": (name, {"advantages": "rank"}) for name in ("ppo", "reinforce")})
 GRIDS: dict[str, list[dict[str, Any]]] = {
     "ppo": [
         OLD_DEFAULTS["ppo"],
@@ -155,12 +157,16 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
         {"lr": 0.003, "target_kl": 0.01, "entropy_weight": 0.03, "epochs": 10, "batch_size": 3},
     ] + [  # third round (issue 11's diagnosis), each one change to the defaults: the batch as baseline
         # and scale; redrawing architectures already evaluated (up to 10 draws)
-        {"batch_baseline": True}, {"draws": 10}, {},
+        {"advantages": "batch"}, {"draws": 10}, {},
+    ] + [  # fourth round: the scale of the advantages, the third round's diagnosis (a moving spread;
+        # ranks in a moving window, which no reward's scale or cliff can change)
+        {"advantages": "moving"}, {"advantages": "rank"},
     ],
     "reinforce": [
         OLD_DEFAULTS["reinforce"],
         *({"lr": lr, "batch_size": 5, "entropy_weight": ent}
           for lr, ent in ((0.005, 0.03), (0.01, 0.01), (0.01, 0.03), (0.01, 0.1), (0.02, 0.03))),
+        {"advantages": "rank"}, {},  # fourth round
     ],
     "evolution": [
         {"population_size": p, "sample_size": s} for p in (10, 20, 50) for s in (3, 5, 10) if s <= p
@@ -544,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="evaluation seeds first-seed.. (defaults were tuned on seeds 0-19)")
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--strategies", default=",".join(STRATEGY_NAMES),
-                        help=f"comma-separated; also {', '.join(ALIASES)} (the defaults before issue 11)")
+                        help=f"comma-separated; also {', '.join(ALIASES)} (-old: the defaults before issue 11; -spread, -rank: a form of advantages)")
     parser.add_argument("--rewards", default="all", help="comma-separated reward labels (see HELD_OUT), or all")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--save", default=None, help="pickle every search's results here")

@@ -303,7 +303,7 @@ def test_batch_baseline_ignores_the_history_of_rewards(batch_baseline):
 
     def told(history: bool) -> PPO:
         strategy = PPO(space, seed=1, batch_size=2, lr=0.01, hidden_size=8, entropy_weight=0.0,
-                       batch_baseline=batch_baseline)
+                       advantages="batch" if batch_baseline else "spread")
         if history:
             strategy.baseline = 0.9
             strategy.reward_count, strategy.reward_mean, strategy.reward_m2 = 50, 0.5, 49 * 0.3 ** 2
@@ -317,6 +317,60 @@ def test_batch_baseline_ignores_the_history_of_rewards(batch_baseline):
         assert same and _log_prob(with_history, (1, 2)) > p_better
     else:
         assert not same and _log_prob(with_history, (1, 2)) < p_better
+
+
+def _advantages_told(advantages: str, batches: list[list[float]]) -> list[list[float]]:
+    """The advantages a strategy (batch 2, baseline decay 0.5) computes for each batch told."""
+    strategy = PPO(GridSpace((5, 5)), seed=0, batch_size=2, baseline_decay=0.5, hidden_size=8, advantages=advantages)
+    out = []
+    for rewards in batches:
+        baseline = sum(rewards) / len(rewards) if strategy.baseline is None else strategy.baseline
+        out.append([float(a) for a in strategy._advantage(torch.tensor(rewards), baseline)])
+        strategy.baseline = 0.5 * baseline + 0.5 * sum(rewards) / len(rewards)
+    return out
+
+
+def test_rank_advantages_are_mid_ranks_among_the_latest_rewards():
+    # Batch 2 and decay 0.5: the window is the latest 2 / (1 - 0.5) = 4 rewards, the batch included.
+    # Third batch: the window is [3, 0.5, 2, 2] (the first batch has left it): 2 has one reward
+    # below it and two equal (itself counted), F = (1 + 1) / 4; 3 is gone, so nothing of the
+    # first batch counts. Advantage = sqrt(12) * (F - 1/2).
+    root12 = math.sqrt(12)
+    got = _advantages_told("rank", [[1.0, 2.0], [3.0, 0.5], [2.0, 2.0]])
+    assert got[0] == pytest.approx([root12 * (0 / 2 + 0.25 - 0.5), root12 * (1 / 2 + 0.25 - 0.5)])
+    assert got[1] == pytest.approx([root12 * (3.5 / 4 - 0.5), root12 * (0.5 / 4 - 0.5)])
+    assert got[2] == pytest.approx([root12 * (2 / 4 - 0.5)] * 2)
+
+
+def test_moving_advantages_follow_the_spread_of_the_latest_rewards():
+    # First batch [0, 1]: baseline 0.5, advantages -0.5 / 0.5, their mean square 0.25 starts the
+    # moving one: spread 0.5, advantages -1 / 1. Second batch [0.5, 0.6] against baseline 0.5:
+    # advantages 0 / 0.1, mean square 0.005, moving 0.5 * 0.25 + 0.5 * 0.005 = 0.1275. The
+    # all-time spread (sample sd of 0, 1, 0.5, 0.6 = sqrt(0.5075 / 3)) gives 0.1 / 0.41130.
+    moving = _advantages_told("moving", [[0.0, 1.0], [0.5, 0.6]])
+    assert moving == [pytest.approx([-1.0, 1.0]), pytest.approx([0.0, 0.1 / math.sqrt(0.1275)])]
+    spread = _advantages_told("spread", [[0.0, 1.0], [0.5, 0.6]])
+    assert spread[1] == pytest.approx([0.0, 0.1 / math.sqrt(0.5075 / 3)], rel=1e-5)
+
+
+def test_rank_advantages_ignore_a_monotone_change_of_the_reward():
+    # The same batches told with rewards r and with a hard-constraint-like cliff of them (r below
+    # 0.5 divided by ten): with rank advantages the updates are the same to the bit, with the
+    # default (all-time spread) they are not.
+    space = GridSpace((5, 5))
+    told = [[("1-2", 0.9, 1.0), ("3-0", 0.4, 1.0)], [("2-2", 0.45, 1.0), ("0-4", 0.6, 1.0)]]
+
+    def cliff(r: float) -> float:
+        return r if r >= 0.5 else r / 10
+
+    for advantages, equal in (("rank", True), ("spread", False)):
+        params = []
+        for f in (lambda r: r, cliff):
+            strategy = PPO(space, seed=1, batch_size=2, hidden_size=8, advantages=advantages)
+            for batch in told:
+                _tell_off_policy(strategy, [(a, f(r), q) for a, r, q in batch])
+            params.append(_parameters(strategy))
+        assert all(torch.equal(a, b) for a, b in zip(*params)) == equal, advantages
 
 
 def test_redrawing_proposes_unknown_architectures_and_keeps_the_policys_log_prob():
@@ -428,10 +482,14 @@ def _round_trip(state):
     return torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
 
 
-@pytest.mark.parametrize("name", ["ppo", "reinforce", "random", "evolution"])
+@pytest.mark.parametrize("name", ["ppo", "reinforce", "random", "evolution", "ppo:rank", "ppo:moving"])
 def test_state_dict_round_trip_continues_identically(name):
+    # "ppo:rank": PPO with that form of advantages, whose window / moving spread the state carries.
+    name, _, advantages = name.partition(":")
     space = GridSpace((4, 3, 5))
     options = {"batch_size": 3, "hidden_size": 8} if name in ("ppo", "reinforce") else {}
+    if advantages:
+        options["advantages"] = advantages
     if name == "evolution":
         options = {"population_size": 4, "sample_size": 2}
     original = make_strategy(name, space, seed=7, **options)
@@ -441,9 +499,11 @@ def test_state_dict_round_trip_continues_identically(name):
     pending = original.ask()  # one proposal in flight at the checkpoint
     copy = make_strategy(name, space, seed=99, **options)
     copy.load_state_dict(_round_trip(original.state_dict()))
-    for k in range(8):
-        original.tell(pending.arch, 0.3)
-        copy.tell(pending.arch, 0.3)
+    for k in range(20):
+        original.tell(pending.arch, 0.1 * (k % 3))
+        copy.tell(pending.arch, 0.1 * (k % 3))
         a, b = original.ask(), copy.ask()
         assert a == b, f"{name} diverged after restore at step {k}"
         pending = a
+    if name in ("ppo", "reinforce"):  # the same proposals, and the same controller to the bit
+        assert all(torch.equal(x, y) for x, y in zip(_parameters(original), _parameters(copy)))

@@ -51,6 +51,9 @@ def approx_kl(log_ratio: torch.Tensor) -> float:
     return float((torch.expm1(log_ratio) - log_ratio).mean())
 
 
+ADVANTAGES = ("spread", "batch", "moving", "rank")  # the forms of `PolicyGradientStrategy._advantage`
+
+
 class PolicyGradientStrategy(Strategy):
     """The controller, its optimizer, the batch being collected and the moving-average baseline.
 
@@ -77,13 +80,15 @@ class PolicyGradientStrategy(Strategy):
         normalize_advantages: bool = True,
         grad_clip: float = 5.0,
         draws: int = 1,
-        batch_baseline: bool = False,
+        advantages: str = "spread",
     ) -> None:
         super().__init__(space, seed)
         if batch_size < 1 or lr <= 0 or not 0 <= baseline_decay < 1 or temperature <= 0 or draws < 1:
             raise UserError(
                 "the controller needs batch size >= 1, lr > 0, 0 <= baseline decay < 1, temperature > 0, draws >= 1"
             )
+        if advantages not in ADVANTAGES:
+            raise UserError(f"unknown advantages {advantages!r}: choose one of {', '.join(ADVANTAGES)}")
         self.batch_size = batch_size
         self.lr = lr
         self.entropy_weight = entropy_weight
@@ -95,7 +100,11 @@ class PolicyGradientStrategy(Strategy):
         self.normalize_advantages = normalize_advantages
         self.grad_clip = grad_clip
         self.draws = draws
-        self.batch_baseline = batch_baseline
+        self.advantages = advantages
+        # The rank advantages' window: as many rewards as the moving baseline remembers.
+        self.rank_window = max(batch_size, round(batch_size / (1 - baseline_decay)))
+        self.recent: list[float] = []  # the latest `rank_window` rewards, oldest first
+        self.moving_square: float | None = None  # moving mean of (reward - baseline)^2
         self.known: set[str] = set()  # architectures told about (their rewards are known)
         # The entropy of the uniform policy: the most the controller can have (nats).
         self.max_entropy = sum(math.log(n) for n in self.num_choices)
@@ -151,27 +160,7 @@ class PolicyGradientStrategy(Strategy):
         old_log_prob = torch.tensor([b[2] for b in self.batch], dtype=torch.float32)
         mean = float(rewards.mean())
         baseline = mean if self.baseline is None else self.baseline
-        advantage = rewards - baseline
-        # Advantages are measured in units of the spread of every reward seen so far, so one
-        # learning rate fits any reward scale. Not the batch's spread, nor a moving one: a
-        # converging policy draws batches of nearly one architecture, and dividing by their
-        # vanishing spread would make each step larger exactly when it should settle.
-        for r in self.batch:
-            self.reward_count += 1
-            delta = r[1] - self.reward_mean
-            self.reward_mean += delta / self.reward_count
-            self.reward_m2 += delta * (r[1] - self.reward_mean)
-        if self.batch_baseline:
-            # The batch is its own baseline and scale (as SB3 normalises per minibatch): the
-            # all-time spread is set by the poor architectures of the first batches and grows
-            # ever larger than the spread among the candidates a concentrating policy draws.
-            advantage = rewards - mean
-            spread = float(rewards.std(unbiased=False))
-            if self.normalize_advantages:
-                advantage = advantage / spread if spread > 0 else torch.zeros_like(advantage)
-        elif self.normalize_advantages and self.reward_count > 1:
-            std = (self.reward_m2 / (self.reward_count - 1)) ** 0.5
-            advantage = advantage / (std + 1e-8)
+        advantage = self._advantage(rewards, baseline)
         with torch.no_grad():  # the entropy of the policy that sampled the batch (chain rule estimate)
             entropy = float(self.policy.evaluate(indices)[1].mean())
         stats = self.update(indices, advantage, old_log_prob)
@@ -190,6 +179,52 @@ class PolicyGradientStrategy(Strategy):
             **stats,
         }
         self.after_update(self.last_update)
+
+    def _advantage(self, rewards: torch.Tensor, baseline: float) -> torch.Tensor:
+        """How much better than usual each reward of the batch is, in the form `advantages` names.
+
+        - `spread` (default): against the moving-average baseline, in units of the spread of every
+          reward seen so far, so one learning rate fits any reward scale. Not the batch's spread:
+          a converging policy draws batches of nearly one architecture, and dividing by their
+          vanishing spread would make each step larger exactly when it should settle. Its weak
+          side: the spread is set by the poor architectures of the first batches and grows ever
+          larger than the spread among the candidates a concentrating policy draws.
+        - `batch`: the batch is its own baseline and scale (as SB3 normalises per minibatch).
+        - `moving`: against the moving baseline, in units of the moving root mean square of
+          (reward - baseline), with the baseline's decay: the scale follows the candidates the
+          policy draws now; the trust region bounds the steps when that scale shrinks.
+        - `rank`: sqrt(12) * (F(r) - 1/2), F the mid-rank of r among the latest rewards (as many
+          as the baseline remembers, the batch included): the advantage depends on the ordering
+          of the rewards only, so a hard reward's cliff at T or a reward's scale cannot change the
+          update; sqrt(12) gives uniform ranks a spread of one, as the other forms have.
+        """
+        values = [float(r) for r in rewards]
+        for value in values:  # Welford's running variance of every reward seen
+            self.reward_count += 1
+            delta = value - self.reward_mean
+            self.reward_mean += delta / self.reward_count
+            self.reward_m2 += delta * (value - self.reward_mean)
+        self.recent = (self.recent + values)[-self.rank_window:]
+        advantage = rewards - baseline
+        if self.advantages == "rank":
+            window = torch.tensor(self.recent, dtype=torch.float32)
+            below = (window[None, :] < rewards[:, None]).sum(1) + 0.5 * (window[None, :] == rewards[:, None]).sum(1)
+            return math.sqrt(12.0) * (below / len(self.recent) - 0.5)
+        if self.advantages == "batch":
+            advantage = rewards - float(rewards.mean())
+            spread = float(rewards.std(unbiased=False))
+        elif self.advantages == "moving":
+            square = float((advantage ** 2).mean())
+            previous = square if self.moving_square is None else self.moving_square
+            self.moving_square = self.baseline_decay * previous + (1 - self.baseline_decay) * square
+            spread = self.moving_square ** 0.5
+        elif self.normalize_advantages and self.reward_count > 1:
+            return advantage / ((self.reward_m2 / (self.reward_count - 1)) ** 0.5 + 1e-8)
+        else:
+            return advantage
+        if not self.normalize_advantages:
+            return advantage
+        return advantage / spread if spread > 0 else torch.zeros_like(advantage)
 
     def after_update(self, stats: dict[str, Any]) -> None:
         """A hook for what follows an update (PPO adapts its learning rate to the KL here)."""
@@ -219,6 +254,8 @@ class PolicyGradientStrategy(Strategy):
             generator=self.generator.get_state(),
             baseline=self.baseline,
             reward_stats=[self.reward_count, self.reward_mean, self.reward_m2],
+            recent=list(self.recent),
+            moving_square=self.moving_square,
             batch=[[list(ind), reward, logp] for ind, reward, logp in self.batch],
             pending={arch: list(logps) for arch, logps in self.pending.items()},
             known=sorted(self.known),
@@ -235,6 +272,8 @@ class PolicyGradientStrategy(Strategy):
         self.baseline = None if state["baseline"] is None else float(state["baseline"])
         count, mean, m2 = state["reward_stats"]
         self.reward_count, self.reward_mean, self.reward_m2 = int(count), float(mean), float(m2)
+        self.recent = [float(x) for x in state.get("recent", [])]  # checkpoints before `advantages` had none
+        self.moving_square = state.get("moving_square")
         self.batch = [(tuple(int(i) for i in ind), float(r), float(lp)) for ind, r, lp in state["batch"]]
         self.pending = {arch: [float(x) for x in logps] for arch, logps in state["pending"].items()}
         self.known = set(state.get("known", []))  # checkpoints before `draws` had none
@@ -255,7 +294,7 @@ class PolicyGradientStrategy(Strategy):
             # Options added after runs were stored appear only when set: a run's config must stay
             # the same for the search to resume (the store refuses a differing one).
             **({"draws": self.draws} if self.draws != 1 else {}),
-            **({"batch_baseline": True} if self.batch_baseline else {}),
+            **({"advantages": self.advantages} if self.advantages != "spread" else {}),
         }
 
 

@@ -332,9 +332,9 @@ def _advantages_told(advantages: str, batches: list[list[float]]) -> list[list[f
 
 def test_rank_advantages_are_mid_ranks_among_the_latest_rewards():
     # Batch 2 and decay 0.5: the window is the latest 2 / (1 - 0.5) = 4 rewards, the batch included.
-    # Third batch: the window is [3, 0.5, 2, 2] (the first batch has left it): 2 has one reward
-    # below it and two equal (itself counted), F = (1 + 1) / 4; 3 is gone, so nothing of the
-    # first batch counts. Advantage = sqrt(12) * (F - 1/2).
+    # Third batch: the window is [3, 0.5, 2, 2] (the first batch, 1 and 2, has left it): each 2 has
+    # one reward below it and two equal (itself counted), F = (1 + 2 / 2) / 4; had the first batch's
+    # 1 stayed, it would count below. Advantage = sqrt(12) * (F - 1/2).
     root12 = math.sqrt(12)
     got = _advantages_told("rank", [[1.0, 2.0], [3.0, 0.5], [2.0, 2.0]])
     assert got[0] == pytest.approx([root12 * (0 / 2 + 0.25 - 0.5), root12 * (1 / 2 + 0.25 - 0.5)])
@@ -473,6 +473,8 @@ def test_bad_strategy_settings():
         make_strategy("evolution", space, population_size=3, sample_size=5)
     with pytest.raises(UserError, match="strategy 'random'"):
         make_strategy("random", space, lr=0.1)
+    with pytest.raises(UserError, match="unknown advantages 'median': choose one of spread, batch, moving, rank"):
+        make_strategy("ppo", space, advantages="median")
 
 
 # ---- state round trips -------------------------------------------------------------------------

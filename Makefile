@@ -28,7 +28,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks
 
 # docs/benchmarks.md is assembled from the per-topic pages in docs/bench/ (edit those).
-BENCH_PAGES := nb201 supernet gradient_search latency data threads darts darts_nb201 cifar_search reliability
+BENCH_PAGES := nb201 mnas_strategies supernet gradient_search latency data threads darts darts_nb201 cifar_search reliability
 benchmarks-doc:
 	{ head -3 docs/benchmarks.md; for page in $(BENCH_PAGES); do echo; sed 's/^#/##/' docs/bench/$$page.md; done; } > docs/benchmarks.md.new
 	mv docs/benchmarks.md.new docs/benchmarks.md

@@ -196,7 +196,8 @@ class PolicyGradientStrategy(Strategy):
         - `rank`: sqrt(12) * (F(r) - 1/2), F the mid-rank of r among the latest rewards (as many
           as the baseline remembers, the batch included): the advantage depends on the ordering
           of the rewards only, so a hard reward's cliff at T or a reward's scale cannot change the
-          update; sqrt(12) gives uniform ranks a spread of one, as the other forms have.
+          update; sqrt(12) gives uniform ranks a spread of one, as the other forms have
+          (`normalize_advantages` does not apply: ranks have no scale to remove).
         """
         values = [float(r) for r in rewards]
         for value in values:  # Welford's running variance of every reward seen

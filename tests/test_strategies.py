@@ -325,7 +325,7 @@ def _advantages_told(advantages: str, batches: list[list[float]]) -> list[list[f
     out = []
     for rewards in batches:
         baseline = sum(rewards) / len(rewards) if strategy.baseline is None else strategy.baseline
-        out.append([float(a) for a in strategy._advantage(torch.tensor(rewards), baseline)])
+        out.append([float(a) for a in strategy._advantage(rewards, baseline)])
         strategy.baseline = 0.5 * baseline + 0.5 * sum(rewards) / len(rewards)
     return out
 

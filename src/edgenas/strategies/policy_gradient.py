@@ -160,7 +160,7 @@ class PolicyGradientStrategy(Strategy):
         old_log_prob = torch.tensor([b[2] for b in self.batch], dtype=torch.float32)
         mean = float(rewards.mean())
         baseline = mean if self.baseline is None else self.baseline
-        advantage = self._advantage(rewards, baseline)
+        advantage = self._advantage([b[1] for b in self.batch], baseline)
         with torch.no_grad():  # the entropy of the policy that sampled the batch (chain rule estimate)
             entropy = float(self.policy.evaluate(indices)[1].mean())
         stats = self.update(indices, advantage, old_log_prob)
@@ -180,7 +180,7 @@ class PolicyGradientStrategy(Strategy):
         }
         self.after_update(self.last_update)
 
-    def _advantage(self, rewards: torch.Tensor, baseline: float) -> torch.Tensor:
+    def _advantage(self, values: list[float], baseline: float) -> torch.Tensor:
         """How much better than usual each reward of the batch is, in the form `advantages` names.
 
         - `spread` (default): against the moving-average baseline, in units of the spread of every
@@ -199,7 +199,7 @@ class PolicyGradientStrategy(Strategy):
           update; sqrt(12) gives uniform ranks a spread of one, as the other forms have
           (`normalize_advantages` does not apply: ranks have no scale to remove).
         """
-        values = [float(r) for r in rewards]
+        rewards = torch.tensor(values, dtype=torch.float32)
         for value in values:  # Welford's running variance of every reward seen
             self.reward_count += 1
             delta = value - self.reward_mean

@@ -1,17 +1,24 @@
 """DARTS on NAS-Bench-201: does plain DARTS collapse, do the mitigations, and what an epoch costs.
 
 Runs `edgenas.darts.search.Search` on the NB201 space for plain DARTS and each mitigation
-(`--regularizers`), for each seed, one search at a time, and prints per epoch: the derived cell,
+(`--regularizers`), for each seed, and prints per epoch: the derived cell,
 its skip-connection share, the dominant Hessian eigenvalue (validation loss w.r.t. alpha) and the
 cell's 200-epoch CIFAR-10 test accuracy from the NB201 tables; then a table of first/last epoch
-per run and the mean over seeds. Every search has its own run directory under `--out`, so a killed
-benchmark resumes where it stopped (rerun the same command).
+per run, the mean over seeds, and the means over seeds per window of epochs (a tenth of the
+search each; the eigenvalue as the window's median, since one power iteration on 32 images is
+noisy). Every search has its own run directory under `--out`, so a killed benchmark resumes where
+it stopped (rerun the same command). `--jobs K` runs K searches at a time, each in its own process
+with one thread (its log in the run directory's `log.txt`): on a 2-core machine three one-thread
+searches finish sooner than three two-thread searches in a row, since the reduced supernet's small
+convolutions do not use two threads well.
 
 Two protocols (every value can be overridden by its flag):
 
-- `--protocol reduced` (CPU, sized to fit about an hour for 3 x 3 searches on 2 cores): 1,280
-  CIFAR-10 training images (class-balanced from the first JPEG shard) split 640 / 640 into the
-  weights' and alpha's halves, batch 32, 12 epochs (20 steps each), N = 1 cell per stage,
+- `--protocol reduced` (CPU, sized to fit about an hour for 3 x 3 searches on 2 cores with
+  `--jobs 3`): 1,280 CIFAR-10 training images (class-balanced from the first JPEG shard) split
+  640 / 640 into the weights' and alpha's halves, batch 32, 50 epochs (20 steps each; 12 until
+  2026-12-04, too short to show the collapse reliably: see
+  docs/bench/darts_nb201.md), N = 1 cell per stage,
   C = 8 channels, first order, weight SGD lr 0.025 cosine to 0.001 (the paper's), alpha's Adam lr
   scaled so that lr x steps equals the published protocol's (3e-4 x 50 x 390), eigenvalue by
   10 power steps on 32 fixed validation images;
@@ -22,7 +29,7 @@ Two protocols (every value can be overridden by its flag):
 prints the time of one search epoch (K steps measured, scaled to the epoch's steps) and the
 process's peak memory (resident set on CPU; `torch.cuda.max_memory_allocated` on a GPU).
 
-    python benchmarks/darts_nb201.py --protocol reduced --seeds 0 1 2 --out runs/bench_darts_nb201
+    python benchmarks/darts_nb201.py --protocol reduced --seeds 0 1 2 --jobs 3 --out runs/bench_darts_nb201
     python benchmarks/darts_nb201.py --protocol full --device cuda --seeds 0 1 2 --out runs/nb201_full
 """
 
@@ -40,7 +47,7 @@ from pathlib import Path
 
 PUBLISHED_ARCH_STEPS = 50 * (25_000 // 64)  # epochs x steps of the published protocol
 PROTOCOLS = {
-    "reduced": {"dataset": "cifar10-jpeg:1", "limit": 1280, "batch_size": 32, "epochs": 12,
+    "reduced": {"dataset": "cifar10-jpeg:1", "limit": 1280, "batch_size": 32, "epochs": 50,
                 "cells_per_stage": 1, "channels": 8, "arch_lr": None, "hessian_iterations": 10,
                 "hessian_images": 32},
     "full": {"dataset": "cifar10-jpeg", "limit": None, "batch_size": 64, "epochs": 50,
@@ -77,8 +84,7 @@ def run_search(values: dict, regularizer: str, seed: int, out: Path, data, table
         hyper=SearchHyper(order=1, arch_lr=values["arch_lr"]), limit=values["limit"],
         regularizer=make_relaxation(name, **options), hessian_iterations=values["hessian_iterations"],
     )
-    folder = regularizer.replace(":", "-").replace("=", "").replace(",", "-")
-    search = Search(config, out / f"{folder}_seed{seed}", dataset=data, device=device, tables=tables)
+    search = Search(config, out / f"{run_folder(regularizer)}_seed{seed}", dataset=data, device=device, tables=tables)
     images = values["hessian_images"]
     search.hessian_batch = tuple(t[:images] for t in search.hessian_batch)
 
@@ -89,6 +95,43 @@ def run_search(values: dict, regularizer: str, seed: int, out: Path, data, table
 
     search.run(on_epoch=show)
     return search.history
+
+
+def run_jobs(args: argparse.Namespace, jobs: int) -> None:
+    """Run each (regularizer, seed) search in a child process of one thread, `jobs` at a time."""
+    argv = [arg for arg in sys.argv[1:]]
+    for flag in ("--jobs", "--cost-steps"):  # the children search; the parent reports and times
+        if flag in argv:
+            at = argv.index(flag)
+            del argv[at:at + 2]
+    for flag in ("--seeds", "--regularizers"):
+        if flag in argv:
+            at = argv.index(flag) + 1
+            while at < len(argv) and not argv[at].startswith("--"):
+                del argv[at]
+            del argv[at - 1]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    pending = [(regularizer, seed) for seed in args.seeds for regularizer in args.regularizers]
+    running: list[subprocess.Popen] = []
+    while pending or running:
+        while pending and len(running) < jobs:
+            regularizer, seed = pending.pop(0)
+            folder = Path(args.out) / f"{run_folder(regularizer)}_seed{seed}"
+            folder.mkdir(parents=True, exist_ok=True)
+            log = open(folder / "log.txt", "a")
+            command = [sys.executable, __file__, *argv, "--seeds", str(seed), "--regularizers", regularizer]
+            running.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
+            log.close()
+            print(f"started {regularizer} seed {seed} (log {folder / 'log.txt'})", flush=True)
+        time.sleep(2)
+        for child in [c for c in running if c.poll() is not None]:
+            running.remove(child)
+            if child.returncode != 0:
+                raise SystemExit(f"a search exited with status {child.returncode}: {' '.join(child.args)}")
+
+
+def run_folder(regularizer: str) -> str:
+    return regularizer.replace(":", "-").replace("=", "").replace(",", "-")
 
 
 def cost_child(values: dict, device: str, steps: int) -> None:
@@ -145,6 +188,7 @@ def main() -> int:
     parser.add_argument("--arch-lr", type=float, default=None)
     parser.add_argument("--cost-steps", type=int, default=0, help="also time K steps of each protocol's supernet")
     parser.add_argument("--cost-child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--jobs", type=int, default=1, help="searches at a time, one thread each when more than 1")
     args = parser.parse_args()
     values = settings(args)
     if args.cost_child:
@@ -160,6 +204,8 @@ def main() -> int:
     print(f"protocol {args.protocol}: {json.dumps(values)}; {len(data)} images loaded, "
           f"regularizers {args.regularizers}, seeds {args.seeds}", flush=True)
     out = Path(args.out)
+    if args.jobs > 1:
+        run_jobs(args, args.jobs)  # then the loop below only reads the finished runs back
     results: dict[str, list] = {}
     for seed in args.seeds:
         for regularizer in args.regularizers:
@@ -180,13 +226,17 @@ def main() -> int:
         print(f"| {regularizer} | {len(runs)} | {statistics.mean(r.test_accuracy for r in last):.2f} | "
               f"{statistics.mean(r.skip_share for r in last):.2f} | "
               f"{statistics.mean(r.eigenvalue for r in first):.4f} -> {statistics.mean(r.eigenvalue for r in last):.4f} |")
-    print("\nper-epoch means over seeds (skip share / eigenvalue / test acc %):")
+    epochs = min(len(h) for runs in results.values() for h in runs)
+    width = max(1, -(-epochs // 10))
+    windows = [range(start, min(start + width, epochs)) for start in range(0, epochs, width)]
+    print(f"\nmeans over seeds per window of {width} epoch(s): skip share / eigenvalue (median) / test acc %")
+    print("| regularizer | " + " | ".join(f"{w[0] + 1}-{w[-1] + 1}" for w in windows) + " |")
+    print("|---|" + "---|" * len(windows))
     for regularizer, runs in results.items():
-        epochs = min(len(h) for h in runs)
-        cells = [f"{statistics.mean(h[e].skip_share for h in runs):.2f}/"
-                 f"{statistics.mean(h[e].eigenvalue for h in runs):.3f}/"
-                 f"{statistics.mean(h[e].test_accuracy for h in runs):.1f}" for e in range(epochs)]
-        print(f"  {regularizer:6s} " + "  ".join(cells))
+        cells = [f"{statistics.mean(h[e].skip_share for h in runs for e in w):.2f} / "
+                 f"{statistics.median(h[e].eigenvalue for h in runs for e in w):.3f} / "
+                 f"{statistics.mean(h[e].test_accuracy for h in runs for e in w):.1f}" for w in windows]
+        print(f"| {regularizer} | " + " | ".join(cells) + " |")
     seconds = [r.seconds for runs in results.values() for h in runs for r in h]
     print(f"\nsearch epoch (this protocol, measured, incl. validation and eigenvalue): "
           f"median {statistics.median(seconds):.1f} s over {len(seconds)} epochs")

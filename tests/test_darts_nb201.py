@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import re
+import shutil
 
 import pytest
 import torch
@@ -196,6 +197,32 @@ def test_killed_nb201_search_resumes_exactly(tmp_path, nb201_dir):
     last = json.loads((tmp_path / "killed" / "history.json").read_text())[-1]
     assert last["index"] == _table_row(nb201_dir, last["genotype"])[0]
     assert last["eigenvalue"] is not None and len(last["alphas"][0]) == 6
+
+
+def test_resume_with_another_thread_count_says_so(tmp_path, capsys):
+    """Each epoch records its thread count; a resume on another count says the rest will differ."""
+
+    class Killed(Exception):
+        pass
+
+    def stop(record) -> None:
+        raise Killed
+
+    config = _config("none")
+    with pytest.raises(Killed):
+        Search(config, tmp_path / "run", dataset=synthetic()).run(on_epoch=stop, max_steps=1)
+    assert json.loads((tmp_path / "run" / "history.json").read_text())[0]["threads"] == 1
+    Search(config, tmp_path / "run", dataset=synthetic()).run(max_steps=1)  # same count: no note
+    assert "thread" not in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "run")
+    with pytest.raises(Killed):
+        Search(config, tmp_path / "run", dataset=synthetic()).run(on_epoch=stop, max_steps=1)
+    torch.set_num_threads(2)  # the one_thread fixture sets 1 back afterwards
+    resumed = Search(config, tmp_path / "run", dataset=synthetic())
+    resumed.run(max_steps=1)
+    err = capsys.readouterr().err
+    assert "ran with 1 thread(s), resumes with 2" in err and "EDGENAS_THREADS=1" in err
+    assert [r.threads for r in resumed.history] == [1, 2]
 
 
 def test_cli_search_nb201_and_summary(tmp_path, capsys, cifar10_dir, nb201_dir):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -108,6 +109,9 @@ class EpochRecord:
     index: int | None = None  # NB201 with tables: the cell's row
     test_accuracy: float | None = None  # its 200-epoch test accuracy, percent
     latency_ms: float | None = None  # its latency on the table's device
+    # torch's intra-op threads for this epoch: the summation order, and with it the search's path,
+    # depends on them (docs/bench/darts_nb201.md), so a resume notes a change
+    threads: int | None = None
 
 
 def epoch_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
@@ -239,6 +243,11 @@ class Search:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.history = [EpochRecord(**r) for r in state["history"]]
         self.start_epoch = int(state["epoch"])
+        ran_with = self.history[-1].threads if self.history else None
+        if ran_with is not None and ran_with != torch.get_num_threads() and self.start_epoch < self.config.epochs:
+            print(f"note: {self.run_dir} ran with {ran_with} thread(s), resumes with {torch.get_num_threads()}: "
+                  f"the rest of the search will not be bit-identical to an uninterrupted run "
+                  f"(set EDGENAS_THREADS={ran_with} for that)", file=sys.stderr)
         return True
 
     # -- the loop ---------------------------------------------------------------------------
@@ -297,6 +306,7 @@ class Search:
                 epoch=epoch + 1, lr=lr, train_loss=loss_sum / max(1, seen),
                 train_accuracy=correct / max(1, seen), val_loss=val_loss, val_accuracy=val_accuracy,
                 seconds=time.perf_counter() - started, genotype=str(self.model.genotype()),
+                threads=torch.get_num_threads(),
                 **self.diagnostics(epoch),
             )
             self.history.append(record)

@@ -9,8 +9,8 @@ search each; the eigenvalue as the window's median, since one power iteration on
 noisy). Every search has its own run directory under `--out`, so a killed benchmark resumes where
 it stopped (rerun the same command). `--jobs K` runs K searches at a time, each in its own process
 with one thread (its log in the run directory's `log.txt`): on a 2-core machine three one-thread
-searches finish sooner than three two-thread searches in a row, since the reduced supernet's small
-convolutions do not use two threads well.
+searches finish sooner than three two-thread searches in a row (measured in
+docs/bench/darts_nb201.md): the reduced supernet's small convolutions do not use two threads well.
 
 Two protocols (every value can be overridden by its flag):
 
@@ -19,7 +19,7 @@ Two protocols (every value can be overridden by its flag):
   640 / 640 into the weights' and alpha's halves, batch 32, 50 epochs (20 steps each; 12 until
   2026-12-04, too short to show the collapse reliably: see
   docs/bench/darts_nb201.md), N = 1 cell per stage,
-  C = 8 channels, first order, weight SGD lr 0.025 cosine to 0.001 (the paper's), alpha's Adam lr
+  C = 8 channels, first order (`--order 2`: second), weight SGD lr 0.025 cosine to 0.001 (the paper's), alpha's Adam lr
   scaled so that lr x steps equals the published protocol's (3e-4 x 50 x 390), eigenvalue by
   10 power steps on 32 fixed validation images;
 - `--protocol full` (the published NB201 protocol, for a GPU): all 50,000 CIFAR-10 training
@@ -49,10 +49,10 @@ PUBLISHED_ARCH_STEPS = 50 * (25_000 // 64)  # epochs x steps of the published pr
 PROTOCOLS = {
     "reduced": {"dataset": "cifar10-jpeg:1", "limit": 1280, "batch_size": 32, "epochs": 50,
                 "cells_per_stage": 1, "channels": 8, "arch_lr": None, "hessian_iterations": 10,
-                "hessian_images": 32},
+                "hessian_images": 32, "order": 1},
     "full": {"dataset": "cifar10-jpeg", "limit": None, "batch_size": 64, "epochs": 50,
              "cells_per_stage": 5, "channels": 16, "arch_lr": 3e-4, "hessian_iterations": 20,
-             "hessian_images": 64},
+             "hessian_images": 64, "order": 1},
 }
 
 
@@ -81,10 +81,11 @@ def run_search(values: dict, regularizer: str, seed: int, out: Path, data, table
         dataset=values["dataset"], epochs=values["epochs"], batch_size=values["batch_size"], seed=seed,
         supernet=NB201SupernetConfig(channels=values["channels"], cells_per_stage=values["cells_per_stage"],
                                      num_classes=data.num_classes, in_channels=data.shape[0]),
-        hyper=SearchHyper(order=1, arch_lr=values["arch_lr"]), limit=values["limit"],
+        hyper=SearchHyper(order=values["order"], arch_lr=values["arch_lr"]), limit=values["limit"],
         regularizer=make_relaxation(name, **options), hessian_iterations=values["hessian_iterations"],
     )
-    search = Search(config, out / f"{run_folder(regularizer)}_seed{seed}", dataset=data, device=device, tables=tables)
+    search = Search(config, out / run_folder(regularizer, seed, values["order"]), dataset=data, device=device,
+                    tables=tables)
     images = values["hessian_images"]
     search.hessian_batch = tuple(t[:images] for t in search.hessian_batch)
 
@@ -97,9 +98,9 @@ def run_search(values: dict, regularizer: str, seed: int, out: Path, data, table
     return search.history
 
 
-def run_jobs(args: argparse.Namespace, jobs: int) -> None:
+def run_jobs(args: argparse.Namespace, jobs: int, order: int) -> None:
     """Run each (regularizer, seed) search in a child process of one thread, `jobs` at a time."""
-    argv = [arg for arg in sys.argv[1:]]
+    argv = list(sys.argv[1:])
     for flag in ("--jobs", "--cost-steps"):  # the children search; the parent reports and times
         if flag in argv:
             at = argv.index(flag)
@@ -116,7 +117,7 @@ def run_jobs(args: argparse.Namespace, jobs: int) -> None:
     while pending or running:
         while pending and len(running) < jobs:
             regularizer, seed = pending.pop(0)
-            folder = Path(args.out) / f"{run_folder(regularizer)}_seed{seed}"
+            folder = Path(args.out) / run_folder(regularizer, seed, order)
             folder.mkdir(parents=True, exist_ok=True)
             log = open(folder / "log.txt", "a")
             command = [sys.executable, __file__, *argv, "--seeds", str(seed), "--regularizers", regularizer]
@@ -127,11 +128,15 @@ def run_jobs(args: argparse.Namespace, jobs: int) -> None:
         for child in [c for c in running if c.poll() is not None]:
             running.remove(child)
             if child.returncode != 0:
+                for other in running:
+                    other.terminate()
                 raise SystemExit(f"a search exited with status {child.returncode}: {' '.join(child.args)}")
 
 
-def run_folder(regularizer: str) -> str:
-    return regularizer.replace(":", "-").replace("=", "").replace(",", "-")
+def run_folder(regularizer: str, seed: int, order: int) -> str:
+    """The search's run directory under --out: one per method, order and seed."""
+    name = regularizer.replace(":", "-").replace("=", "").replace(",", "-")
+    return f"{name}{'_order2' if order == 2 else ''}_seed{seed}"
 
 
 def cost_child(values: dict, device: str, steps: int) -> None:
@@ -182,7 +187,8 @@ def main() -> int:
     parser.add_argument("--data-dir", default=None, help="the cifar10-jpeg shards (default ../shared/data/cifar10)")
     parser.add_argument("--tables", default=None, help="the NB201 tables (default ../shared/data/nb201)")
     parser.add_argument("--device", default="cpu")
-    for key in ("epochs", "limit", "batch_size", "cells_per_stage", "channels", "hessian_iterations", "hessian_images"):
+    for key in ("epochs", "limit", "batch_size", "cells_per_stage", "channels", "hessian_iterations", "hessian_images",
+                "order"):
         parser.add_argument("--" + key.replace("_", "-"), type=int, default=None)
     parser.add_argument("--dataset", default=None)
     parser.add_argument("--arch-lr", type=float, default=None)
@@ -205,7 +211,7 @@ def main() -> int:
           f"regularizers {args.regularizers}, seeds {args.seeds}", flush=True)
     out = Path(args.out)
     if args.jobs > 1:
-        run_jobs(args, args.jobs)  # then the loop below only reads the finished runs back
+        run_jobs(args, args.jobs, values["order"])  # then the loop below only reads the finished runs back
     results: dict[str, list] = {}
     for seed in args.seeds:
         for regularizer in args.regularizers:

@@ -8,7 +8,7 @@ per run, the mean over seeds, and the means over seeds per window of epochs (a t
 search each; the eigenvalue as the window's median, since one power iteration on 32 images is
 noisy). Every search has its own run directory under `--out`, so a killed benchmark resumes where
 it stopped (rerun the same command). `--jobs K` runs K searches at a time, each in its own process
-with one thread (its log in the run directory's `log.txt`): on a 2-core machine three one-thread
+with one thread (its log beside its run directory, `<run directory>.log`): on a 2-core machine three one-thread
 searches finish sooner than three two-thread searches in a row (measured in
 docs/bench/darts_nb201.md): the reduced supernet's small convolutions do not use two threads well.
 
@@ -117,13 +117,14 @@ def run_jobs(args: argparse.Namespace, jobs: int, order: int) -> None:
     while pending or running:
         while pending and len(running) < jobs:
             regularizer, seed = pending.pop(0)
-            folder = Path(args.out) / run_folder(regularizer, seed, order)
-            folder.mkdir(parents=True, exist_ok=True)
-            log = open(folder / "log.txt", "a")
+            name = run_folder(regularizer, seed, order)
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            log_path = Path(args.out) / f"{name}.log"  # beside the run directory: the search owns that
+            log = open(log_path, "a")
             command = [sys.executable, __file__, *argv, "--seeds", str(seed), "--regularizers", regularizer]
             running.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
             log.close()
-            print(f"started {regularizer} seed {seed} (log {folder / 'log.txt'})", flush=True)
+            print(f"started {regularizer} seed {seed} (log {log_path})", flush=True)
         time.sleep(2)
         for child in [c for c in running if c.poll() is not None]:
             running.remove(child)

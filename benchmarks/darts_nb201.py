@@ -208,8 +208,11 @@ def main() -> int:
     data_root = Path(args.data_dir) if args.data_dir else Path("..") / "shared" / "data" / "cifar10"
     tables = load_tables(args.tables or default_data_dir())
     data = load_dataset(values["dataset"], "train", data_root)
+    import torch
+
+    threads = 1 if args.jobs > 1 else torch.get_num_threads()  # a search's path depends on it
     print(f"protocol {args.protocol}: {json.dumps(values)}; {len(data)} images loaded, "
-          f"regularizers {args.regularizers}, seeds {args.seeds}", flush=True)
+          f"regularizers {args.regularizers}, seeds {args.seeds}, {threads} thread(s) per search", flush=True)
     out = Path(args.out)
     if args.jobs > 1:
         run_jobs(args, args.jobs, values["order"])  # then the loop below only reads the finished runs back

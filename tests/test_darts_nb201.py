@@ -217,7 +217,7 @@ def test_resume_with_another_thread_count_says_so(tmp_path, capsys):
     shutil.rmtree(tmp_path / "run")
     with pytest.raises(Killed):
         Search(config, tmp_path / "run", dataset=synthetic()).run(on_epoch=stop, max_steps=1)
-    torch.set_num_threads(2)  # the one_thread fixture sets 1 back afterwards
+    torch.set_num_threads(2)  # the one_thread fixture restores the count afterwards
     resumed = Search(config, tmp_path / "run", dataset=synthetic())
     resumed.run(max_steps=1)
     err = capsys.readouterr().err

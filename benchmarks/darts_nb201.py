@@ -99,18 +99,9 @@ def run_search(values: dict, regularizer: str, seed: int, out: Path, data, table
 
 
 def run_jobs(args: argparse.Namespace, jobs: int, order: int) -> None:
-    """Run each (regularizer, seed) search in a child process of one thread, `jobs` at a time."""
-    argv = list(sys.argv[1:])
-    for flag in ("--jobs", "--cost-steps"):  # the children search; the parent reports and times
-        if flag in argv:
-            at = argv.index(flag)
-            del argv[at:at + 2]
-    for flag in ("--seeds", "--regularizers"):
-        if flag in argv:
-            at = argv.index(flag) + 1
-            while at < len(argv) and not argv[at].startswith("--"):
-                del argv[at]
-            del argv[at - 1]
+    """Run each (regularizer, seed) search in a child process of one thread, `jobs` at a time.
+
+    A child gets this command line with its own settings appended (argparse keeps the last value)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     pending = [(regularizer, seed) for seed in args.seeds for regularizer in args.regularizers]
     running: list[subprocess.Popen] = []
@@ -121,7 +112,8 @@ def run_jobs(args: argparse.Namespace, jobs: int, order: int) -> None:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             log_path = Path(args.out) / f"{name}.log"  # beside the run directory: the search owns that
             log = open(log_path, "a")
-            command = [sys.executable, __file__, *argv, "--seeds", str(seed), "--regularizers", regularizer]
+            command = [sys.executable, __file__, *sys.argv[1:], "--jobs", "1", "--cost-steps", "0",
+                       "--seeds", str(seed), "--regularizers", regularizer]
             running.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
             log.close()
             print(f"started {regularizer} seed {seed} (log {log_path})", flush=True)

@@ -156,11 +156,11 @@ class PolicyGradientStrategy(Strategy):
 
     def _learn(self) -> None:
         indices = torch.tensor([b[0] for b in self.batch])
-        rewards = torch.tensor([b[1] for b in self.batch], dtype=torch.float32)
+        values = [b[1] for b in self.batch]
         old_log_prob = torch.tensor([b[2] for b in self.batch], dtype=torch.float32)
-        mean = float(rewards.mean())
+        mean = float(torch.tensor(values, dtype=torch.float32).mean())  # float32, as the searches so far
         baseline = mean if self.baseline is None else self.baseline
-        advantage = self._advantage([b[1] for b in self.batch], baseline)
+        advantage = self._advantage(values, baseline)
         with torch.no_grad():  # the entropy of the policy that sampled the batch (chain rule estimate)
             entropy = float(self.policy.evaluate(indices)[1].mean())
         stats = self.update(indices, advantage, old_log_prob)

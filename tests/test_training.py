@@ -24,6 +24,7 @@ from edgenas.training import (
     cosine_lr,
     evaluate,
     recalibrate_batchnorm,
+    scheduled_lr,
     train,
 )
 from edgenas.training.proxy import ProxyConfig, ProxyTrainingEvaluator
@@ -73,6 +74,39 @@ def test_cosine_schedule_endpoints_and_shape() -> None:
     assert cosine_lr(100, 100, 0.1, 0.001) == pytest.approx(0.001)
     values = [cosine_lr(s, 100, 0.1, 0.0) for s in range(101)]
     assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_the_warm_up_ramps_the_cosine_linearly_then_leaves_it() -> None:
+    config = TrainConfig(lr=0.1, lr_warmup=0.1)  # 10 of 100 steps
+    assert scheduled_lr(0, 100, config) == pytest.approx(0.01)  # 1/10 of cosine(0) = 0.1
+    assert scheduled_lr(4, 100, config) == pytest.approx(0.5 * cosine_lr(4, 100, 0.1, 0.0))
+    assert scheduled_lr(9, 100, config) == pytest.approx(cosine_lr(9, 100, 0.1, 0.0))
+    assert scheduled_lr(50, 100, config) == pytest.approx(0.05)
+    assert scheduled_lr(0, 100, TrainConfig(lr=0.1)) == pytest.approx(0.1)  # none by default
+    assert "lr_warmup" not in TrainConfig().to_dict()  # stored runs from before it still resume
+    assert TrainConfig(lr_warmup=0.2).to_dict()["lr_warmup"] == 0.2
+    with pytest.raises(UserError, match="warm-up"):
+        TrainConfig(lr_warmup=1.0)
+
+
+def test_the_loop_takes_its_first_step_at_the_warmed_up_rate(digits8: ImageDataset) -> None:
+    """Without momentum or weight decay a step moves the weights by lr x gradient, so the first
+    step of 8 warmed up over half of them (4 steps) moves them a quarter as far as without."""
+    data = digits8.subset(64, seed=0)  # one batch: an epoch is one step
+
+    def first_step(warmup: float) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+        before = model[1].weight.detach().clone()
+        moved: list[torch.Tensor] = []
+        train(model, BatchLoader(data, 64, shuffle=False),
+              TrainConfig(epochs=8, lr=0.1, momentum=0.0, weight_decay=0.0, lr_warmup=warmup), progress=False,
+              epoch_end_callback=lambda epoch, m, stats: moved.append(m[1].weight.detach() - before))
+        return moved[0]
+
+    plain, warmed = first_step(0.0), first_step(0.5)
+    assert plain.abs().max() > 0
+    assert torch.allclose(warmed, plain / 4, atol=1e-7)
 
 
 def test_train_learns_and_reports(digits8: ImageDataset) -> None:

@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: --epochs)")
     train.add_argument("--batch-size", type=int, default=None, help=f"default {d.train.batch_size}")
     train.add_argument("--lr", type=float, default=None, help=f"peak SGD learning rate, cosine (default {d.train.lr})")
+    train.add_argument("--lr-warmup", type=float, default=None, metavar="SHARE",
+                       help=f"share of the steps over which the learning rate rises linearly to --lr "
+                            f"(default {d.train.lr_warmup})")
     train.add_argument("--weight-decay", type=float, default=None, help=f"default {d.train.weight_decay}")
     train.add_argument("--sharing", default=None, choices=SHARING_MODES,
                        help=f"one weight set per ConvOp (kernels, expansion and SE sliced) or per op x kernel x SE "
@@ -174,7 +177,8 @@ def settings_from_args(args: argparse.Namespace):
     if args.train_device is not None:
         given["device"] = args.train_device
     train = {name: getattr(args, flag) for name, flag in (("epochs", "epochs"), ("max_steps", "max_steps"),
-             ("batch_size", "batch_size"), ("lr", "lr"), ("weight_decay", "weight_decay"), ("seed", "seed"))
+             ("batch_size", "batch_size"), ("lr", "lr"), ("lr_warmup", "lr_warmup"),
+             ("weight_decay", "weight_decay"), ("seed", "seed"))
              if getattr(args, flag) is not None}
     return replace(d, **given, train=replace(d.train, **train))
 

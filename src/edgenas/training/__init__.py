@@ -8,6 +8,7 @@ from edgenas.training.loop import (
     cosine_lr,
     evaluate,
     recalibrate_batchnorm,
+    scheduled_lr,
     train,
 )
 from edgenas.training.proxy import ProxyConfig, ProxyTrainingEvaluator
@@ -19,6 +20,7 @@ __all__ = [
     "TrainStats",
     "TrainingDiverged",
     "cosine_lr",
+    "scheduled_lr",
     "evaluate",
     "recalibrate_batchnorm",
     "train",

@@ -11,7 +11,8 @@ resumes after the last finished epoch, bit for bit on CPU as if it had never sto
 the loop writes nothing.
 
 The learning rate follows a cosine from `lr` to `min_lr` over the run's total steps, updated every
-step (so a 200-step proxy run gets the whole schedule, not one epoch's worth of it).
+step (so a 200-step proxy run gets the whole schedule, not one epoch's worth of it); with
+`lr_warmup` it also rises linearly over that share of the steps first (`scheduled_lr`).
 
 `recalibrate_batchnorm` lives here too: every run that trains briefly (proxy training, a short
 final training) must re-estimate BatchNorm statistics before `evaluate` reads anything.
@@ -56,6 +57,7 @@ class TrainConfig:
     grad_clip: float | None = None
     min_lr: float = 0.0
     seed: int = 0
+    lr_warmup: float = 0.0  # share of the run's steps over which the learning rate rises linearly
 
     def __post_init__(self) -> None:
         if self.epochs < 1 and not self.max_steps:
@@ -68,9 +70,15 @@ class TrainConfig:
             raise UserError(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr} min_lr={self.min_lr}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UserError(f"label smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if not 0.0 <= self.lr_warmup < 1.0:
+            raise UserError(f"the learning-rate warm-up is a share of the run's steps in [0, 1), got {self.lr_warmup}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings; `lr_warmup` only when set, so that runs stored before it existed resume."""
+        values = asdict(self)
+        if not self.lr_warmup:
+            values.pop("lr_warmup")
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -106,6 +114,16 @@ def cosine_lr(step: int, total: int, lr: float, min_lr: float) -> float:
     """Learning rate at `step` of `total`: half a cosine from `lr` down to `min_lr`."""
     progress = min(1.0, step / max(1, total))
     return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def scheduled_lr(step: int, total: int, config: TrainConfig) -> float:
+    """The learning rate of `step`: the cosine, times a linear ramp from 1/`warm` to 1 over the first
+    `warm = lr_warmup * total` steps. Why a ramp (issue 12, docs/bench/supernet.md): a supernet's
+    uniformly sampled paths start far apart, and at the full rate from step 0 its loss rose above
+    chance for the first epochs."""
+    lr = cosine_lr(step, total, config.lr, config.min_lr)
+    warm = config.lr_warmup * total
+    return lr * min(1.0, (step + 1) / warm) if warm >= 1 else lr
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
@@ -206,7 +224,7 @@ def train(
                     break
                 images, labels = _to_device(images, labels, device)
                 for group in optimizer.param_groups:
-                    group["lr"] = cosine_lr(step, total, config.lr, config.min_lr)
+                    group["lr"] = scheduled_lr(step, total, config)
                 outputs = model(images)
                 loss = criterion(outputs, labels)
                 optimizer.zero_grad(set_to_none=True)

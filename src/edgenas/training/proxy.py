@@ -80,7 +80,7 @@ class ProxyConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain values (what a run records, and what `from_dict` reads back)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values["train"] = asdict(self.train)
+        values["train"] = self.train.to_dict()
         values["augment"] = asdict(self.augment)
         return values
 

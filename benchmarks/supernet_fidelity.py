@@ -46,8 +46,8 @@ def main() -> None:
     parser.add_argument("--proxy-steps", type=int, default=50)
     parser.add_argument("--supernet-epochs", type=int, default=8)
     parser.add_argument("--variants", default="shared:uniform,shared:sandwich,separate:uniform")
-    parser.add_argument("--val-images", type=int, default=500)
-    parser.add_argument("--bn-batches", type=int, default=2)
+    parser.add_argument("--val-images", type=int, default=None, help="default: the one-shot evaluator's")
+    parser.add_argument("--bn-batches", type=int, default=None, help="default: the one-shot evaluator's")
     parser.add_argument("--work", default="/tmp/edgenas-fidelity")
     parser.add_argument("--cache", default=None, help="JSON of stand-alone/proxy results (default WORK/standalone.json)")
     parser.add_argument("--json", default=None, help="write the results here")
@@ -129,7 +129,8 @@ def main() -> None:
             train_supernet(out, settings, dataset=data, progress=False)
             print(f"supernet {variant}: {time.perf_counter() - started:.0f} s", flush=True)
         record = json.loads((out / "supernet.json").read_text())
-        scorer = OneShotEvaluator(out, OneShotConfig(val_images=args.val_images, bn_batches=args.bn_batches))
+        scoring = {k: v for k, v in (("val_images", args.val_images), ("bn_batches", args.bn_batches)) if v is not None}
+        scorer = OneShotEvaluator(out, OneShotConfig(**scoring))
         scorer.prepare()
         scores, seconds = [], []
         for arch in archs:

@@ -62,7 +62,7 @@ class SupernetSettings:
     random_paths: int = 2  # sandwich: uniform paths besides the largest and the smallest
     distill_weight: float = 1.0  # sandwich: weight of the distillation loss of the smaller paths
     # The learning rate warms up over the first tenth of the steps: at the full rate from the
-    # start, the one-shot ranking came out near chance (docs/bench/supernet.md, "Rank fidelity").
+    # start the loss rose above chance for the first epochs (docs/bench/supernet.md, "Rank fidelity").
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, batch_size=64, lr=0.05, lr_warmup=0.1))
     device: str = "auto"
     channels_last: bool = True

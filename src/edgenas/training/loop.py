@@ -118,9 +118,9 @@ def cosine_lr(step: int, total: int, lr: float, min_lr: float) -> float:
 
 def scheduled_lr(step: int, total: int, config: TrainConfig) -> float:
     """The learning rate of `step`: the cosine, times a linear ramp from 1/`warm` to 1 over the first
-    `warm = lr_warmup * total` steps. Why a ramp (issue 12, docs/bench/supernet.md): a supernet's
-    uniformly sampled paths start far apart, and at the full rate from step 0 its loss rose above
-    chance for the first epochs."""
+    `warm = lr_warmup * total` steps. Why a ramp (docs/bench/supernet.md, "Rank fidelity"): a
+    supernet's uniformly sampled paths start far apart, and at the full rate from step 0 its
+    loss rose above chance for the first epochs."""
     lr = cosine_lr(step, total, config.lr, config.min_lr)
     warm = config.lr_warmup * total
     return lr * min(1.0, (step + 1) / warm) if warm >= 1 else lr

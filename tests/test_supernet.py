@@ -260,11 +260,24 @@ def test_bad_supernet_input_is_one_line_and_writes_nothing(tiny_supernet, tmp_pa
         (["train", "ds_r1_k7_s2_c8 ds_r1_k3_s2_c12", "--init-from", tiny_supernet, "--out", out, "--epochs", "1"],
          "kernel k7"),
         (["supernet", "train", "--space-option", "kernels=4", "--out", out], "kernels must be odd"),
+        (["supernet", "train", "--lr-warmup", "1.5", "--out", out], "warm-up is a share"),
     ]
     for argv, phrase in cases:
         code, _out, err = run_cli(argv, capsys)
         _one_line(code, err, phrase)
         assert not out.exists(), argv
+
+
+def test_supernet_train_passes_its_warm_up_to_the_training():
+    from edgenas.cli.main import build_parser
+    from edgenas.cli.supernet import settings_from_args
+
+    def warmup(*flags: str) -> float:
+        return settings_from_args(build_parser().parse_args(["supernet", "train", *flags, "--out", "x"])).train.lr_warmup
+
+    assert warmup("--lr-warmup", "0.3") == 0.3
+    assert warmup("--lr-warmup", "0") == 0.0
+    assert warmup() == SupernetSettings().train.lr_warmup
 
 
 def test_a_resume_file_of_other_settings_is_refused(tmp_path, capsys):

@@ -8,9 +8,9 @@ both, and `--stability` adds seed 1 for the first archs when the reference has o
 the short proxy training a search uses today (`--proxy-steps`), the parameter count (a ranking that
 costs nothing, the floor an evaluator has to beat), and one-shot accuracy from each supernet variant
 (`--variants`: sharing:sampling[:lr warm-up share], each trained `--supernet-epochs`; the warm-up
-defaults to the library's). Kendall's tau of each against
-the reference ranking, and the seconds one candidate costs. Stand-alone and proxy numbers are cached in `--cache` (JSON)
-so that a rerun with other supernet variants does not retrain them.
+defaults to the library's). Kendall's tau of each against the reference ranking, and the seconds
+one candidate costs. Stand-alone and proxy numbers are cached in `--cache` (JSON) so that a rerun
+with other supernet variants does not retrain them.
 
     python benchmarks/supernet_fidelity.py --dataset digits --space-preset demo -n 40
     python benchmarks/supernet_fidelity.py --dataset cifar10-jpeg:2 --subset 10000 -n 40 --standalone-epochs 10

@@ -20,8 +20,8 @@ __all__ = [
     "TrainStats",
     "TrainingDiverged",
     "cosine_lr",
-    "scheduled_lr",
     "evaluate",
     "recalibrate_batchnorm",
+    "scheduled_lr",
     "train",
 ]

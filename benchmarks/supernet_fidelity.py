@@ -27,6 +27,7 @@ import random
 import shutil
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see edgenas.util.threads
@@ -87,13 +88,14 @@ def main() -> None:
     key = f"{args.dataset}|{args.subset}|{args.space_preset}|{args.standalone_epochs}|{args.proxy_steps}"
     rows = cache.setdefault(key, {})
     seed_names = ["standalone"] + [f"standalone_seed{s}" for s in range(1, max(2, args.reference_seeds))]
+    reference_names = seed_names[:args.reference_seeds]
     jobs = [(name, trainer(seed, epochs=args.standalone_epochs)) for seed, name in enumerate(seed_names)]
     jobs.append(("proxy", trainer(0, epochs=1, max_steps=args.proxy_steps)))
     for index, arch in enumerate(archs):
         row = rows.setdefault(arch, {})
-        for seed, (name, evaluator) in enumerate(jobs):
-            wanted = seed < args.reference_seeds or (name == "standalone_seed1" and index < args.stability)
-            if name in row or (name.startswith("standalone") and not wanted):
+        wanted = {*reference_names, "proxy", *(["standalone_seed1"] if index < args.stability else [])}
+        for name, evaluator in jobs:
+            if name in row or name not in wanted:
                 continue
             result = evaluator.evaluate(arch)
             row[name] = result.accuracy
@@ -102,7 +104,6 @@ def main() -> None:
             print(f"{index + 1}/{len(archs)} {name} {result.accuracy} ({result.metrics.get('seconds', 0):.1f} s)",
                   flush=True)
 
-    reference_names = seed_names[:args.reference_seeds]
     standalone = [statistics.mean(rows[a][name] for name in reference_names) for a in archs]
     table = []
     stable = [a for a in archs if "standalone_seed1" in rows[a]]
@@ -123,8 +124,8 @@ def main() -> None:
         if not (out / "supernet.pt").exists():
             shutil.rmtree(out, ignore_errors=True)
             settings = SupernetSettings(**{**base.to_dict(), "sharing": sharing, "sampling": sampling,
-                                           "train": TrainConfig(epochs=args.supernet_epochs, batch_size=64, lr=0.05,
-                                                               lr_warmup=warmup)})
+                                           "train": replace(base.train, epochs=args.supernet_epochs,
+                                                            lr_warmup=warmup)})
             started = time.perf_counter()
             train_supernet(out, settings, dataset=data, progress=False)
             print(f"supernet {variant}: {time.perf_counter() - started:.0f} s", flush=True)

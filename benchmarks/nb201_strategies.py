@@ -161,12 +161,19 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
     ] + [  # fourth round: the scale of the advantages, the third round's diagnosis (a moving spread;
         # ranks in a moving window, which no reward's scale or cliff can change)
         {"advantages": "moving"}, {"advantages": "rank"},
+    ] + [  # fifth round (the fourth's diagnosis: the first 50 trials are near random): self-imitation
+        # of the best architectures so far; the second round's top setting in bounds (batch 3) at
+        # today's defaults otherwise
+        {"elites": 5}, {"elites": 10}, {"batch_size": 3},
+        # the replay with a tighter KL limit (elites alone left the ratios just outside the bounds)
+        {"elites": 5, "target_kl": 0.025}, {"elites": 10, "target_kl": 0.025}, {"elites": 10, "target_kl": 0.02},
     ],
     "reinforce": [
         OLD_DEFAULTS["reinforce"],
         *({"lr": lr, "batch_size": 5, "entropy_weight": ent}
           for lr, ent in ((0.005, 0.03), (0.01, 0.01), (0.01, 0.03), (0.01, 0.1), (0.02, 0.03))),
         {"advantages": "rank"}, {},  # fourth round
+        {"elites": 5}, {"elites": 10},  # fifth round: self-imitation
     ],
     "evolution": [
         {"population_size": p, "sample_size": s} for p in (10, 20, 50) for s in (3, 5, 10) if s <= p

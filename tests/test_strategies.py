@@ -319,6 +319,29 @@ def test_batch_baseline_ignores_the_history_of_rewards(batch_baseline):
         assert not same and _log_prob(with_history, (1, 2)) < p_better
 
 
+@pytest.mark.parametrize("cls", [PPO, Reinforce])
+def test_self_imitation_replays_the_best_architecture_so_far(cls):
+    # The first batch finds a good architecture (1-2, reward 1.0); the second holds two middling
+    # ones (0.5 = the baseline, 0.4). With elites, the second update replays 1-2, the only elite
+    # above the baseline, and raises its probability far more than the second batch alone does
+    # (which lifts it a little by pushing 0-3 down). Deleting the replay makes the two the same.
+    def gain(elites: int) -> tuple[float, PPO]:
+        strategy = cls(GridSpace((5, 5)), seed=1, batch_size=2, lr=0.01, hidden_size=8, entropy_weight=0.0,
+                       elites=elites)
+        _tell_off_policy(strategy, [("1-2", 1.0, 1.0), ("3-0", 0.0, 1.0)])
+        before = _log_prob(strategy, (1, 2))
+        _tell_off_policy(strategy, [("4-4", 0.5, 1.0), ("0-3", 0.4, 1.0)])
+        return _log_prob(strategy, (1, 2)) - before, strategy
+
+    without, _ = gain(0)
+    with_elites, strategy = gain(3)
+    assert with_elites > without + 0.05
+    assert strategy.best == [(1.0, (1, 2)), (0.5, (4, 4)), (0.4, (0, 3))]  # the best three, best first
+    assert strategy.diagnostics()["replayed"] == 1  # only the one above the baseline
+    with pytest.raises(UserError):
+        cls(GridSpace((5, 5)), elites=-1)
+
+
 def _advantages_told(advantages: str, batches: list[list[float]]) -> list[list[float]]:
     """The advantages a strategy (batch 2, baseline decay 0.5) computes for each batch told."""
     strategy = PPO(GridSpace((5, 5)), seed=0, batch_size=2, baseline_decay=0.5, hidden_size=8, advantages=advantages)
@@ -484,14 +507,17 @@ def _round_trip(state):
     return torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
 
 
-@pytest.mark.parametrize("name", ["ppo", "reinforce", "random", "evolution", "ppo:rank", "ppo:moving"])
+@pytest.mark.parametrize("name", ["ppo", "reinforce", "random", "evolution", "ppo:rank", "ppo:moving", "ppo:elites"])
 def test_state_dict_round_trip_continues_identically(name):
-    # "ppo:rank": PPO with that form of advantages, whose window / moving spread the state carries.
-    name, _, advantages = name.partition(":")
+    # "ppo:rank": PPO with that form of advantages, whose window / moving spread the state carries;
+    # "ppo:elites": PPO replaying its best architectures so far, which the state carries.
+    name, _, variant = name.partition(":")
     space = GridSpace((4, 3, 5))
     options = {"batch_size": 3, "hidden_size": 8} if name in ("ppo", "reinforce") else {}
-    if advantages:
-        options["advantages"] = advantages
+    if variant == "elites":
+        options["elites"] = 3
+    elif variant:
+        options["advantages"] = variant
     if name == "evolution":
         options = {"population_size": 4, "sample_size": 2}
     original = make_strategy(name, space, seed=7, **options)

@@ -22,6 +22,7 @@ range and KL after the update, epochs run, halvings, the policy's entropy.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -61,6 +62,12 @@ class PolicyGradientStrategy(Strategy):
     the Pixel 3 soft reward, seeds 0-19; judged on other rewards and seeds, docs/bench/nb201.md).
     An entropy bonus and NASNet's tanh bound on the logits limit how far the policy concentrates;
     how the defaults' entropy and repeat rate evolve over a search is measured there too.
+
+    `elites` > 0 adds self-imitation (Oh et al., 2018: replay the past decisions that did better
+    than expected): the `elites` best architectures told so far join every update whose baseline
+    they beat, with their advantages in the batch's units. A policy-gradient controller otherwise
+    learns from its latest batch only and forgets the best architecture it has seen, which is
+    what evolution keeps mutating; the replay pulls the policy toward those, within PPO's clip.
     """
 
     name = "policy-gradient"
@@ -81,11 +88,13 @@ class PolicyGradientStrategy(Strategy):
         grad_clip: float = 5.0,
         draws: int = 1,
         advantages: str = "spread",
+        elites: int = 0,
     ) -> None:
         super().__init__(space, seed)
-        if batch_size < 1 or lr <= 0 or not 0 <= baseline_decay < 1 or temperature <= 0 or draws < 1:
+        if batch_size < 1 or lr <= 0 or not 0 <= baseline_decay < 1 or temperature <= 0 or draws < 1 or elites < 0:
             raise UserError(
-                "the controller needs batch size >= 1, lr > 0, 0 <= baseline decay < 1, temperature > 0, draws >= 1"
+                "the controller needs batch size >= 1, lr > 0, 0 <= baseline decay < 1, temperature > 0, draws >= 1,"
+                " elites >= 0"
             )
         if advantages not in ADVANTAGES:
             raise UserError(f"unknown advantages {advantages!r}: choose one of {', '.join(ADVANTAGES)}")
@@ -101,6 +110,8 @@ class PolicyGradientStrategy(Strategy):
         self.grad_clip = grad_clip
         self.draws = draws
         self.advantages = advantages
+        self.elites = elites
+        self.best: list[tuple[float, tuple[int, ...]]] = []  # the `elites` best told so far, best first
         # The rank advantages' window: as many rewards as the moving baseline remembers.
         self.rank_window = max(batch_size, round(batch_size / (1 - baseline_decay)))
         self.recent: list[float] = []  # the latest `rank_window` rewards, oldest first
@@ -150,6 +161,8 @@ class PolicyGradientStrategy(Strategy):
             with torch.no_grad():
                 old_log_prob = float(self.policy.evaluate(torch.tensor([indices]))[0][0])
         value = self.failure_reward if reward is None or not math.isfinite(reward) else float(reward)
+        if self.elites and all(known != indices for _, known in self.best):
+            self.best = sorted([*self.best, (value, indices)], key=lambda pair: -pair[0])[: self.elites]
         self.batch.append((indices, value, old_log_prob))
         if len(self.batch) >= self.batch_size:
             self._learn()
@@ -160,10 +173,23 @@ class PolicyGradientStrategy(Strategy):
         old_log_prob = torch.tensor([b[2] for b in self.batch], dtype=torch.float32)
         mean = float(torch.tensor(values, dtype=torch.float32).mean())  # float32, as the searches so far
         baseline = mean if self.baseline is None else self.baseline
-        advantage = self._advantage(values, baseline)
+        advantage = self._advantage(values, baseline, [reward for reward, _ in self.best])
         with torch.no_grad():  # the entropy of the policy that sampled the batch (chain rule estimate)
             entropy = float(self.policy.evaluate(indices)[1].mean())
-        stats = self.update(indices, advantage, old_log_prob)
+        # Self-imitation: the elites better than the baseline join the update, their "old"
+        # log-probabilities the current policy's, so the clip bounds how far one update raises them.
+        better = [row for row, (reward, _) in enumerate(self.best) if float(advantage[len(values) + row]) > 0]
+        if better:
+            replayed = torch.tensor([self.best[row][1] for row in better])
+            with torch.no_grad():
+                current = self.policy.evaluate(replayed)[0]
+            rows = torch.cat([torch.arange(len(values)), len(values) + torch.tensor(better)])
+            stats = self.update(torch.cat([indices, replayed]), advantage[rows], torch.cat([old_log_prob, current]),
+                                drawn=len(values))
+        else:
+            stats = self.update(indices, advantage[: len(values)], old_log_prob, drawn=len(values))
+        if self.elites:
+            stats["replayed"] = len(better)
         with torch.no_grad():  # where the update left the batch's ratios
             log_ratio = self.policy.evaluate(indices)[0] - old_log_prob
         ratio = log_ratio.exp()
@@ -180,8 +206,9 @@ class PolicyGradientStrategy(Strategy):
         }
         self.after_update(self.last_update)
 
-    def _advantage(self, values: list[float], baseline: float) -> torch.Tensor:
-        """How much better than usual each reward of the batch is, in the form `advantages` names.
+    def _advantage(self, values: list[float], baseline: float, replayed: Sequence[float] = ()) -> torch.Tensor:
+        """How much better than usual each reward of the batch is, in the form `advantages` names;
+        the `replayed` rewards (the elites') follow, scored alike but not counted in the statistics.
 
         - `spread` (default): against the moving-average baseline, in units of the spread of every
           reward seen so far, so one learning rate fits any reward scale. Not the batch's spread:
@@ -199,7 +226,8 @@ class PolicyGradientStrategy(Strategy):
           update; sqrt(12) gives uniform ranks a spread of one, as the other forms have
           (`normalize_advantages` does not apply: ranks have no scale to remove).
         """
-        rewards = torch.tensor(values, dtype=torch.float32)
+        rewards = torch.tensor([*values, *replayed], dtype=torch.float32)
+        drawn = rewards[: len(values)]
         for value in values:  # Welford's running variance of every reward seen
             self.reward_count += 1
             delta = value - self.reward_mean
@@ -212,10 +240,10 @@ class PolicyGradientStrategy(Strategy):
             below = (window[None, :] < rewards[:, None]).sum(1) + 0.5 * (window[None, :] == rewards[:, None]).sum(1)
             return math.sqrt(12.0) * (below / len(self.recent) - 0.5)
         if self.advantages == "batch":
-            advantage = rewards - float(rewards.mean())
-            spread = float(rewards.std(unbiased=False))
+            advantage = rewards - float(drawn.mean())
+            spread = float(drawn.std(unbiased=False))
         elif self.advantages == "moving":
-            square = float((advantage ** 2).mean())
+            square = float((advantage[: len(values)] ** 2).mean())
             previous = square if self.moving_square is None else self.moving_square
             self.moving_square = self.baseline_decay * previous + (1 - self.baseline_decay) * square
             spread = self.moving_square ** 0.5
@@ -236,8 +264,11 @@ class PolicyGradientStrategy(Strategy):
         torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.grad_clip)
         self.optimizer.step()
 
-    def update(self, indices: torch.Tensor, advantage: torch.Tensor, old_log_prob: torch.Tensor) -> dict[str, Any]:
-        """One update from a batch; returns what it did (at least `epochs`, the steps taken)."""
+    def update(
+        self, indices: torch.Tensor, advantage: torch.Tensor, old_log_prob: torch.Tensor, drawn: int
+    ) -> dict[str, Any]:
+        """One update from a batch; returns what it did (at least `epochs`, the steps taken). The
+        first `drawn` rows are the batch the policy sampled; any after them are replayed elites."""
         raise NotImplementedError
 
     def diagnostics(self) -> dict[str, Any]:
@@ -260,6 +291,7 @@ class PolicyGradientStrategy(Strategy):
             batch=[[list(ind), reward, logp] for ind, reward, logp in self.batch],
             pending={arch: list(logps) for arch, logps in self.pending.items()},
             known=sorted(self.known),
+            best=[[reward, list(ind)] for reward, ind in self.best],
             updates=self.updates,
             last_update=dict(self.last_update),
         )
@@ -278,6 +310,7 @@ class PolicyGradientStrategy(Strategy):
         self.batch = [(tuple(int(i) for i in ind), float(r), float(lp)) for ind, r, lp in state["batch"]]
         self.pending = {arch: [float(x) for x in logps] for arch, logps in state["pending"].items()}
         self.known = set(state.get("known", []))  # checkpoints before `draws` had none
+        self.best = [(float(r), tuple(int(i) for i in ind)) for r, ind in state.get("best", [])]  # nor `elites`
         self.updates = int(state["updates"])
         self.last_update = dict(state.get("last_update", {}))  # checkpoints before diagnostics had none
 
@@ -296,6 +329,7 @@ class PolicyGradientStrategy(Strategy):
             # the same for the search to resume (the store refuses a differing one).
             **({"draws": self.draws} if self.draws != 1 else {}),
             **({"advantages": self.advantages} if self.advantages != "spread" else {}),
+            **({"elites": self.elites} if self.elites else {}),
         }
 
 
@@ -304,9 +338,11 @@ class Reinforce(PolicyGradientStrategy):
 
     name = "reinforce"
 
-    def update(self, indices: torch.Tensor, advantage: torch.Tensor, old_log_prob: torch.Tensor) -> dict[str, Any]:
+    def update(
+        self, indices: torch.Tensor, advantage: torch.Tensor, old_log_prob: torch.Tensor, drawn: int
+    ) -> dict[str, Any]:
         log_prob, entropy = self.policy.evaluate(indices)
-        loss = -(advantage * log_prob).mean() - self.entropy_weight * entropy.mean()
+        loss = -(advantage * log_prob).mean() - self.entropy_weight * entropy[:drawn].mean()
         self._step(loss)
         return {"epochs": 1}
 
@@ -358,27 +394,31 @@ class PPO(PolicyGradientStrategy):
                 group["lr"] = min(3 * self.lr, group["lr"] * 1.5)
         stats["lr"] = float(group["lr"])
 
-    def update(self, indices: torch.Tensor, advantage: torch.Tensor, old_log_prob: torch.Tensor) -> dict[str, Any]:
+    def update(
+        self, indices: torch.Tensor, advantage: torch.Tensor, old_log_prob: torch.Tensor, drawn: int
+    ) -> dict[str, Any]:
         """Epochs of the clipped surrogate. After each step the approximate KL from the policy the
-        update started with is measured on the batch; past `1.5 * target_kl` the epochs stop, and
+        update started with is measured on the sampled batch (the first `drawn` rows: replayed
+        elites are no sample of that policy); past `1.5 * target_kl` the epochs stop, and
         with `backtrack` the step that crossed it is first shrunk (halved up to `MAX_BACKTRACKS`
         times, then undone) until the KL is back under the limit, as TRPO's line search does: the
         limit then holds after every update, the first steps of a search (Adam's largest) too."""
+        sampled = indices[:drawn]
         with torch.no_grad():
-            start = self.policy.evaluate(indices)[0]
+            start = self.policy.evaluate(sampled)[0]
         epochs, kl_stop, halvings = 0, False, 0
         log_prob, entropy = self.policy.evaluate(indices)
         for _ in range(self.epochs):
             loss = ppo_clipped_loss(log_prob, old_log_prob, advantage, self.clip)
             before = [p.detach().clone() for p in self.policy.parameters()] if self.backtrack else None
-            self._step(loss - self.entropy_weight * entropy.mean())
+            self._step(loss - self.entropy_weight * entropy[:drawn].mean())
             epochs += 1
             log_prob, entropy = self.policy.evaluate(indices)
-            if self.target_kl is None or approx_kl(log_prob - start) <= 1.5 * self.target_kl:
+            if self.target_kl is None or approx_kl(log_prob[:drawn] - start) <= 1.5 * self.target_kl:
                 continue
             kl_stop = True
             if before is not None:
-                halvings = self._backtrack(before, indices, start, 1.5 * self.target_kl)
+                halvings = self._backtrack(before, sampled, start, 1.5 * self.target_kl)
             break
         return {"epochs": epochs, "kl_stop": kl_stop, "halvings": halvings}
 

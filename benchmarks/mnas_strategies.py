@@ -57,7 +57,9 @@ def main() -> int:
     parser.add_argument("--budget", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=1000)
-    parser.add_argument("--strategies", default="random,evolution,reinforce,ppo")
+    parser.add_argument("--strategies", default="random,evolution,reinforce,ppo",
+                        help="comma-separated; NAME:KEY=VALUE[:KEY=VALUE...] runs a strategy at other options "
+                             "(e.g. ppo:elites=0:target_kl=0.03)")
     args = parser.parse_args()
 
     from edgenas.evaluators.oneshot import OneShotEvaluator
@@ -65,6 +67,7 @@ def main() -> int:
     from edgenas.latency.settings import LatencySettings
     from edgenas.search.loop import run_search
     from edgenas.search.objectives import make_objective
+    from edgenas.cli.search import parse_options
     from edgenas.strategies import make_strategy
 
     evaluator = OneShotEvaluator(args.supernet, data_dir=args.data_dir)
@@ -85,7 +88,9 @@ def main() -> int:
         for name in strategies:
             start = time.perf_counter()
             scored_before = scores.seconds
-            outcome = run_search(space, make_strategy(name, space, seed), scores, objective, args.budget, seed=seed)
+            strategy_name, *options = name.split(":")
+            strategy = make_strategy(strategy_name, space, seed, **parse_options(options))
+            outcome = run_search(space, strategy, scores, objective, args.budget, seed=seed)
             rewards = [t.reward if t.reward is not None else -np.inf for t in outcome.trials]
             curves.setdefault(name, []).append(np.maximum.accumulate(np.array(rewards, dtype=float)))
             # the strategy's own time: the wall time less the scoring done in this search

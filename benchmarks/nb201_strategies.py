@@ -133,6 +133,10 @@ OLD_DEFAULTS = {  # before issue 11, for the comparison runs
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {f"{name}-old": (name, opts) for name, opts in OLD_DEFAULTS.items()}
 ALIASES.update({f"{name}-spread": (name, {"advantages": "spread"}) for name in ("ppo", "reinforce")})
 ALIASES.update({f"{name}-rank": (name, {"advantages": "rank"}) for name in ("ppo", "reinforce")})
+# the fifth round's choices, named; and PPO's defaults before it
+ALIASES["ppo-elites"] = ("ppo", {"elites": 5, "target_kl": 0.025})
+ALIASES["reinforce-elites"] = ("reinforce", {"elites": 10})
+ALIASES["ppo-round4"] = ("ppo", {"elites": 0, "target_kl": 0.03})
 GRIDS: dict[str, list[dict[str, Any]]] = {
     "ppo": [
         OLD_DEFAULTS["ppo"],

@@ -147,7 +147,8 @@ def test_policy_gradient_finds_the_known_optimum(cls):
 
 def test_ppo_update_favours_the_rewarded_architecture():
     space = GridSpace((5, 5))
-    strategy = PPO(space, seed=1, batch_size=4, epochs=3, lr=0.01, hidden_size=8, normalize_advantages=False)
+    strategy = PPO(space, seed=1, batch_size=4, epochs=3, lr=0.01, hidden_size=8, normalize_advantages=False,
+                   elites=0)
     before = [strategy.policy.evaluate(torch.tensor([[i, 0]]))[0].item() for i in range(5)]
     arms = ["0-0", "1-0", "2-0", "3-0"]
     for arch in arms:
@@ -187,7 +188,7 @@ def test_clipped_multi_epoch_update_leaves_samples_past_the_clip_alone(cls):
     # from either, so ten epochs of PPO leave every weight exactly where it was. A REINFORCE step
     # has no clip: it pushes the rewarded architecture further up regardless.
     space = GridSpace((5, 5))
-    extra = {"epochs": 10, "target_kl": None} if cls is PPO else {}
+    extra = {"epochs": 10, "target_kl": None, "elites": 0} if cls is PPO else {}  # no replay: the batch alone
     strategy = cls(space, seed=1, batch_size=2, lr=0.05, hidden_size=8, entropy_weight=0.0,
                    normalize_advantages=False, **extra)
     before, p_good = _parameters(strategy), _log_prob(strategy, (1, 2))
@@ -206,7 +207,7 @@ def test_clipped_update_moves_only_samples_inside_the_clip():
     # it is that sample (the only one with a gradient) that becomes more likely.
     space = GridSpace((5, 5))
     strategy = PPO(space, seed=1, batch_size=2, lr=0.01, hidden_size=8, entropy_weight=0.0,
-                   normalize_advantages=False, epochs=3, target_kl=None)
+                   normalize_advantages=False, epochs=3, target_kl=None, elites=0)
     p_good = _log_prob(strategy, (1, 2))
     _tell_off_policy(strategy, [("1-2", 1.0, 1.05), ("3-0", 0.0, 0.5)])
     assert _log_prob(strategy, (1, 2)) > p_good

@@ -361,13 +361,14 @@ class PPO(PolicyGradientStrategy):
         seed: int = 0,
         epochs: int = 10,
         clip: float = 0.2,
-        target_kl: float | None = 0.03,
+        target_kl: float | None = 0.025,
         adapt_lr: bool = False,
         backtrack: bool = True,
         entropy_weight: float = 0.03,
+        elites: int = 5,
         **options: Any,
     ) -> None:
-        super().__init__(space, seed, entropy_weight=entropy_weight, **options)
+        super().__init__(space, seed, entropy_weight=entropy_weight, elites=elites, **options)
         if epochs < 1 or not 0 < clip < 1:
             raise UserError(f"PPO needs epochs >= 1 and 0 < clip < 1, got {epochs} and {clip}")
         if target_kl is not None and not target_kl > 0:

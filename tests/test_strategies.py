@@ -339,6 +339,9 @@ def test_self_imitation_replays_the_best_architecture_so_far(cls):
     assert with_elites > without + 0.05
     assert strategy.best == [(1.0, (1, 2)), (0.5, (4, 4)), (0.4, (0, 3))]  # the best three, best first
     assert strategy.diagnostics()["replayed"] == 1  # only the one above the baseline
+    strategy.failure_reward = 2.0  # even a failure scored above every reward is no model to imitate
+    strategy.tell("2-2", None)
+    assert [arch for _, arch in strategy.best] == [(1, 2), (4, 4), (0, 3)]
     with pytest.raises(UserError):
         cls(GridSpace((5, 5)), elites=-1)
 

@@ -160,8 +160,9 @@ class PolicyGradientStrategy(Strategy):
         else:  # told about an architecture it did not ask for: score it under the current policy
             with torch.no_grad():
                 old_log_prob = float(self.policy.evaluate(torch.tensor([indices]))[0][0])
-        value = self.failure_reward if reward is None or not math.isfinite(reward) else float(reward)
-        if self.elites and all(known != indices for _, known in self.best):
+        failed = reward is None or not math.isfinite(reward)
+        value = self.failure_reward if failed else float(reward)
+        if self.elites and not failed and all(known != indices for _, known in self.best):  # a failure is no model
             self.best = sorted([*self.best, (value, indices)], key=lambda pair: -pair[0])[: self.elites]
         self.batch.append((indices, value, old_log_prob))
         if len(self.batch) >= self.batch_size:

@@ -137,6 +137,7 @@ ALIASES.update({f"{name}-rank": (name, {"advantages": "rank"}) for name in ("ppo
 ALIASES["ppo-elites"] = ("ppo", {"elites": 5, "target_kl": 0.025})
 ALIASES["reinforce-elites"] = ("reinforce", {"elites": 10})
 ALIASES["ppo-round4"] = ("ppo", {"elites": 0, "target_kl": 0.03})
+ALIASES["reinforce-round4"] = ("reinforce", {"elites": 0})
 GRIDS: dict[str, list[dict[str, Any]]] = {
     "ppo": [
         OLD_DEFAULTS["ppo"],

@@ -339,6 +339,10 @@ class Reinforce(PolicyGradientStrategy):
 
     name = "reinforce"
 
+    def __init__(self, space: SearchSpace, seed: int = 0, elites: int = 10, **options: Any) -> None:
+        """Defaults: the held-out protocol's choice (docs/bench/nb201.md, fifth round)."""
+        super().__init__(space, seed, elites=elites, **options)
+
     def update(
         self, indices: torch.Tensor, advantage: torch.Tensor, old_log_prob: torch.Tensor, drawn: int
     ) -> dict[str, Any]:

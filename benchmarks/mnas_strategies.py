@@ -62,12 +62,12 @@ def main() -> int:
                              "(e.g. ppo:elites=0:target_kl=0.03)")
     args = parser.parse_args()
 
+    from edgenas.cli.search import parse_options
     from edgenas.evaluators.oneshot import OneShotEvaluator
     from edgenas.latency.estimator import make_latency_estimator
     from edgenas.latency.settings import LatencySettings
     from edgenas.search.loop import run_search
     from edgenas.search.objectives import make_objective
-    from edgenas.cli.search import parse_options
     from edgenas.strategies import make_strategy
 
     evaluator = OneShotEvaluator(args.supernet, data_dir=args.data_dir)

@@ -326,7 +326,7 @@ def test_self_imitation_replays_the_best_architecture_so_far(cls):
     # ones (0.5 = the baseline, 0.4). With elites, the second update replays 1-2, the only elite
     # above the baseline, and raises its probability far more than the second batch alone does
     # (which lifts it a little by pushing 0-3 down). Deleting the replay makes the two the same.
-    def gain(elites: int) -> tuple[float, PPO]:
+    def gain(elites: int) -> tuple[float, PPO | Reinforce]:
         strategy = cls(GridSpace((5, 5)), seed=1, batch_size=2, lr=0.01, hidden_size=8, entropy_weight=0.0,
                        elites=elites)
         _tell_off_policy(strategy, [("1-2", 1.0, 1.0), ("3-0", 0.0, 1.0)])

@@ -179,18 +179,19 @@ class PolicyGradientStrategy(Strategy):
             entropy = float(self.policy.evaluate(indices)[1].mean())
         # Self-imitation: the elites better than the baseline join the update, their "old"
         # log-probabilities the current policy's, so the clip bounds how far one update raises them.
-        better = [row for row, (reward, _) in enumerate(self.best) if float(advantage[len(values) + row]) > 0]
-        if better:
-            replayed = torch.tensor([self.best[row][1] for row in better])
+        drawn = len(values)
+        rows, row_advantage, row_old_log_prob = indices, advantage[:drawn], old_log_prob
+        better = advantage[drawn:] > 0
+        if bool(better.any()):
+            replayed = torch.tensor([arch for _, arch in self.best])[better]
             with torch.no_grad():
                 current = self.policy.evaluate(replayed)[0]
-            rows = torch.cat([torch.arange(len(values)), len(values) + torch.tensor(better)])
-            stats = self.update(torch.cat([indices, replayed]), advantage[rows], torch.cat([old_log_prob, current]),
-                                drawn=len(values))
-        else:
-            stats = self.update(indices, advantage[: len(values)], old_log_prob, drawn=len(values))
+            rows = torch.cat([indices, replayed])
+            row_advantage = torch.cat([row_advantage, advantage[drawn:][better]])
+            row_old_log_prob = torch.cat([old_log_prob, current])
+        stats = self.update(rows, row_advantage, row_old_log_prob, drawn=drawn)
         if self.elites:
-            stats["replayed"] = len(better)
+            stats["replayed"] = int(better.sum())
         with torch.no_grad():  # where the update left the batch's ratios
             log_ratio = self.policy.evaluate(indices)[0] - old_log_prob
         ratio = log_ratio.exp()
@@ -228,7 +229,7 @@ class PolicyGradientStrategy(Strategy):
           (`normalize_advantages` does not apply: ranks have no scale to remove).
         """
         rewards = torch.tensor([*values, *replayed], dtype=torch.float32)
-        drawn = rewards[: len(values)]
+        batch_rewards = rewards[: len(values)]
         for value in values:  # Welford's running variance of every reward seen
             self.reward_count += 1
             delta = value - self.reward_mean
@@ -241,8 +242,8 @@ class PolicyGradientStrategy(Strategy):
             below = (window[None, :] < rewards[:, None]).sum(1) + 0.5 * (window[None, :] == rewards[:, None]).sum(1)
             return math.sqrt(12.0) * (below / len(self.recent) - 0.5)
         if self.advantages == "batch":
-            advantage = rewards - float(drawn.mean())
-            spread = float(drawn.std(unbiased=False))
+            advantage = rewards - float(batch_rewards.mean())
+            spread = float(batch_rewards.std(unbiased=False))
         elif self.advantages == "moving":
             square = float((advantage[: len(values)] ** 2).mean())
             previous = square if self.moving_square is None else self.moving_square

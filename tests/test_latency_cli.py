@@ -46,6 +46,7 @@ def test_measure_json_has_the_contract_fields(tmp_path, capsys):
     (["latency", "measure", "xx_r1_k3_s1_c16"], "unknown block type 'xx'"),
     (["latency", "measure", *ARCH, "--backend", "ssh", "--host", "board.invalid"], "cannot reach board.invalid"),
     (["latency", "lut", "validate", "--space", "darts", "-n", "2"], "mnas space only"),
+    (["latency", "lut", "validate", "-n", "1"], "-n must be at least 2"),
     (["latency", "lut", "build", "--layer-passes", "0"], "--layer-passes must be at least 1"),
     (["latency", "lut", "build", "--calibration", "0"], "--calibration must be at least 1"),
 ])

@@ -342,7 +342,7 @@ def test_self_imitation_replays_the_best_architecture_so_far(cls):
     strategy.failure_reward = 2.0  # even a failure scored above every reward is no model to imitate
     strategy.tell("2-2", None)
     assert [arch for _, arch in strategy.best] == [(1, 2), (4, 4), (0, 3)]
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match=r"elites=-1 \(needs >= 0\)"):
         cls(GridSpace((5, 5)), elites=-1)
 
 

@@ -298,6 +298,8 @@ def _check_plan(args: argparse.Namespace) -> CheckPlan | None:
 
 
 def _lut_validate(args: argparse.Namespace) -> int:
+    if args.n < 2:  # before the LUT is opened and the progress bar drawn
+        raise UserError(f"-n must be at least 2 (networks to measure and compare), got {args.n}")
     estimator = _estimator(args)
     try:
         estimator.measurer.backend.require()

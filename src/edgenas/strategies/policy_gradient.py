@@ -91,11 +91,13 @@ class PolicyGradientStrategy(Strategy):
         elites: int = 0,
     ) -> None:
         super().__init__(space, seed)
-        if batch_size < 1 or lr <= 0 or not 0 <= baseline_decay < 1 or temperature <= 0 or draws < 1 or elites < 0:
-            raise UserError(
-                "the controller needs batch size >= 1, lr > 0, 0 <= baseline decay < 1, temperature > 0, draws >= 1,"
-                " elites >= 0"
-            )
+        broken = [f"{name}={value} (needs {bound})" for name, value, ok, bound in (
+            ("batch_size", batch_size, batch_size >= 1, ">= 1"), ("lr", lr, lr > 0, "> 0"),
+            ("baseline_decay", baseline_decay, 0 <= baseline_decay < 1, "in [0, 1)"),
+            ("temperature", temperature, temperature > 0, "> 0"), ("draws", draws, draws >= 1, ">= 1"),
+            ("elites", elites, elites >= 0, ">= 0")) if not ok]
+        if broken:
+            raise UserError(f"controller option {', '.join(broken)}; fix it in --strategy-option")
         if advantages not in ADVANTAGES:
             raise UserError(f"unknown advantages {advantages!r}: choose one of {', '.join(ADVANTAGES)}")
         self.batch_size = batch_size

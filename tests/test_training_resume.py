@@ -14,12 +14,12 @@ import torch
 
 from conftest import run_cli
 from edgenas.training.resume import EpochCheckpoint
-from killstorm import EDGENAS, ENV, kill_storm, run
+from killstorm import EDGENAS, ENV, KILLS, kill_storm, run
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings on one thread
 
 ARCH = "ds_r1_k3_s1_c8 ir_r1_k3_s2_e3_c16"
-EPOCHS = 24  # 6 steps each: enough for 10 kills, each after one more finished epoch
+EPOCHS = 12  # 6 steps each: enough for KILLS kills, each after one more finished epoch
 
 
 def _train(out, epochs=EPOCHS, *extra):
@@ -167,10 +167,10 @@ def test_kill_storm_on_train_ends_with_the_uninterrupted_weights(uninterrupted, 
         return _epochs_done(out) > (seen[-1] if seen else 0)
 
     landed = 0
-    for kill in range(10):
+    for kill in range(KILLS):
         landed += kill_storm(_train(out), 1, seed=300 + kill, ready=ready, max_delay=0.05)
         seen.append(_epochs_done(out))
-    assert landed == 10 and seen[-1] < EPOCHS and seen == sorted(set(seen)), seen  # each kill mid-run, later
+    assert landed == KILLS and seen[-1] < EPOCHS and seen == sorted(set(seen)), seen  # each kill mid-run, later
     final = run(_train(out))
     assert final.returncode == 0, final.stderr
     _assert_equal(_weights(out / "model.pt"), _weights(uninterrupted / "model.pt"))

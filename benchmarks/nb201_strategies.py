@@ -488,10 +488,10 @@ def evaluate(args: argparse.Namespace, tables: Tables) -> int:
                         met[s][k] += ok
                 cells.append(" / ".join("y" if ok else "n" for ok in goals)
                              + f" ({v.mean() / rnd.mean():.2f}x; {v.mean() - evo.mean():+.2f} vs 2se {2 * se:.2f}; "
-                               f"worst {v.max():.2f} vs {rnd.mean():.2f})")
+                               f"worst {v.max():.2f} vs {rnd.mean():.2f}, {int((v > rnd.mean()).sum())} seeds over)")
             evo_goals = (evo.mean() <= 0.5 * rnd.mean(), evo.max() <= rnd.mean())
             cells.append(" / ".join("y" if ok else "n" for ok in evo_goals)
-                         + f" ({evo.mean() / rnd.mean():.2f}x; worst {evo.max():.2f})")
+                         + f" ({evo.mean() / rnd.mean():.2f}x; worst {evo.max():.2f}, {int((evo > rnd.mean()).sum())} seeds over)")
             if r in held:
                 for k, ok in zip((0, 2), evo_goals):
                     met_evolution[k] += ok

@@ -14,7 +14,7 @@ from edgenas.spaces.mnas_choices import mnas_space_for, parse_space_option, spac
 TINY_SPACE = ["--space-preset", "demo", "--space-option", "stages=c8_r1_s2,c16_r1_s2",
               "--space-option", "ops=dsconv,mbconv3"]
 TINY_PROXY = ["--dataset", "digits", "--proxy-subset", "200", "--proxy-steps", "2",
-              "--latency-runs", "3", "--latency-warmup", "1"]
+              "--latency-runs", "3", "--latency-warmup", "1", "--latency-min-seconds", "0.5"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings on one thread
@@ -82,7 +82,7 @@ def test_search_trains_measures_records_and_resumes(tmp_path, capsys):
     assert evaluator["space_preset"] == "demo"
     assert evaluator["space_choices"]["stages"] == ["c8_r1_s2", "c16_r1_s2"]
     assert evaluator["latency"] == {"backend": "onnxruntime", "mode": "measure", "threads": 1, "runs": 3,
-                                    "warmup": 1, "min_seconds": 2.0, "device": None}
+                                    "warmup": 1, "min_seconds": 0.5, "device": None}
     assert evaluator["proxy"]["subset"] == 200 and evaluator["proxy"]["train"]["max_steps"] == 2
 
     # The latency cache answers the same architectures again without measuring.

@@ -175,7 +175,8 @@ def test_kill_storm_on_a_darts_search_resumes_bit_exactly(tmp_path):
 
 def _lut_build(cache):
     return ["latency", "lut", "build", "--space", "mnas", "--resolution", "32", "--classes", "10", "--runs", "3",
-            "--warmup", "1", "--cache", cache, "--sample", "3", "--calibration", "3", "--layer-passes", "1", "--held-out", "0", "--json"]
+            "--warmup", "1", "--min-seconds", "0", "--cache", cache, "--sample", "3", "--calibration", "3", "--layer-passes", "1",
+            "--held-out", "0", "--json"]
 
 
 def _lut_rows(cache) -> dict[tuple[str, str], str]:
@@ -219,9 +220,9 @@ def test_kill_storm_on_a_lut_build_keeps_finished_layers_and_times_none_twice(tm
     landed, sizes, progress = 0, [], [0]
     for kill in range(20):
         # each kill waits until the restarted build has stored something new (a chunk of layers, a
-        # calibration network, the baseline), then up to 1 s more: a kill timed from the start found
+        # calibration network, the baseline), then up to 0.3 s more: a kill timed from the start found
         # the build done after a few restarts on a fast machine, or still starting up on a loaded one
-        hit = kill_storm(_lut_build(cache), 1, seed=200 + kill, max_delay=1.0,
+        hit = kill_storm(_lut_build(cache), 1, seed=200 + kill, max_delay=0.3,
                          ready=lambda: _lut_build_progress(cache) > progress[-1])
         rows = _lut_rows(cache)
         assert all(rows[key] == data for key, data in kept.items())  # nothing finished was timed again

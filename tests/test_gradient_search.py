@@ -28,8 +28,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 OPTIONS = ["stages=c8_r1_s2,c16_r2_s2", "ops=dsconv,mbconv3", "se_ratios=0"]
 FAST = Protocol(warmup=2, runs=6, retries=0, baseline_repeats=1, max_seconds=5.0, min_seconds=0.0)
 SPACE_FLAGS = ["--space-preset", "demo", *[x for o in OPTIONS for x in ("--space-option", o)]]
-LATENCY_FLAGS = ["--latency-runs", "6", "--latency-warmup", "2", "--latency-min-seconds", "0", "--latency-calibration", "3",
-                 "--latency-layer-passes", "1"]
+LATENCY_FLAGS = ["--latency-runs", "6", "--latency-warmup", "2", "--latency-min-seconds", "0",
+                 "--latency-calibration", "3", "--latency-layer-passes", "1"]
 
 
 def _space():

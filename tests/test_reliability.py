@@ -175,8 +175,8 @@ def test_kill_storm_on_a_darts_search_resumes_bit_exactly(tmp_path):
 
 def _lut_build(cache):
     return ["latency", "lut", "build", "--space", "mnas", "--resolution", "32", "--classes", "10", "--runs", "3",
-            "--warmup", "1", "--min-seconds", "0", "--cache", cache, "--sample", "3", "--calibration", "3", "--layer-passes", "1",
-            "--held-out", "0", "--json"]
+            "--warmup", "1", "--min-seconds", "0", "--cache", cache, "--sample", "3", "--calibration", "3",
+            "--layer-passes", "1", "--held-out", "0", "--json"]
 
 
 def _lut_rows(cache) -> dict[tuple[str, str], str]:

@@ -196,7 +196,8 @@ def test_oneshot_search_with_ppo_goes_through_the_store_and_resumes(tiny_superne
     out = tmp_path / "run"
     search = ["search", "--space", "mnas", "--evaluator", "oneshot", "--supernet", tiny_supernet, "--strategy", "ppo",
               "--objective", "mnas-abs", "--target-ms", "0.05", "--latency-mode", "measure", "--latency-runs", "3",
-              "--latency-warmup", "1", "--latency-min-seconds", "0", "--latency-cache", tmp_path / "latency.sqlite", "--out", out, "--quiet"]
+              "--latency-warmup", "1", "--latency-min-seconds", "0", "--latency-cache", tmp_path / "latency.sqlite",
+              "--out", out, "--quiet"]
     code, _out, err = run_cli([*search, "--budget", "5"], capsys)
     assert code == 0, err
     with Store.open_existing(out) as store:

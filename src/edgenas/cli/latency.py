@@ -298,8 +298,11 @@ def _check_plan(args: argparse.Namespace) -> CheckPlan | None:
 
 
 def _lut_validate(args: argparse.Namespace) -> int:
-    if args.n < 2:  # before the LUT is opened and the progress bar drawn
-        raise UserError(f"-n must be at least 2 (networks to measure and compare), got {args.n}")
+    from edgenas.latency.estimator import MIN_VALIDATION_ARCHS
+
+    if args.n < MIN_VALIDATION_ARCHS:  # named as the flag, before the LUT is opened and the bar drawn
+        raise UserError(f"-n must be at least {MIN_VALIDATION_ARCHS} (networks to measure and compare), "
+                        f"got {args.n}")
     estimator = _estimator(args)
     try:
         estimator.measurer.backend.require()

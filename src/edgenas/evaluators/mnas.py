@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from edgenas.search.executors import Executor
 
 LATENCY_PREFIX = "latency-"  # `--latency-runs` etc.: `--runs` would read as training runs here
-LATENCY_FLAGS = ("backend", "mode", "threads", "runs", "warmup", "min-seconds", "cache", "calibration", "layer-passes")
+LATENCY_FLAGS = ("backend", "mode", "threads", "runs", "warmup", "min-seconds", "cache", "calibration",
+                 "layer-passes")
 
 
 EVALUATOR_KINDS = ("proxy", "oneshot")

@@ -28,6 +28,7 @@ from edgenas.spaces.blockstrings import BlockArgs, encode_arch
 from edgenas.spaces.mobilenet import NetworkConfig, build_network
 
 Arch = str | Sequence[BlockArgs]
+MIN_VALIDATION_ARCHS = 2  # errors need at least two networks to compare (a Kendall tau, a spread)
 
 
 class LatencyEstimator:
@@ -129,8 +130,8 @@ class LatencyEstimator:
 
         Returns the shares within +-5 % and +-10 %, RMSE, Kendall's tau, and every pair.
         """
-        if n < 2:
-            raise LatencyError(f"validation needs at least 2 architectures, got {n}")
+        if n < MIN_VALIDATION_ARCHS:
+            raise LatencyError(f"validation needs at least {MIN_VALIDATION_ARCHS} architectures, got {n}")
         lut = self.lut
         archs = self.validation_sample(n, seed)
         # Missing layers are timed dealt like any other networks' (as the full build does), not in

@@ -108,12 +108,13 @@ def seeded(seed: int) -> nn.Module:
 
 def test_calibrated_latency_is_in_ms_whatever_the_reference_and_scales_with_the_work():
     """The calibrated figure is the model's latency, not a quantity of its reference: the same
-    model calibrated against MobileNetV2 and against one MBConv layer (about 8x apart in cost)
-    comes out about the same, and a model doing twice the work comes out about twice as slow.
-    Observed on this shared 2-core machine (9 runs, load 1-2.5): twice the work 1.54-2.00x; layer
-    against network reference 0.57-1.64x (each baseline is one process's quietest median, so it
-    carries that moment's load). Without the baseline (the bare ratio) the two references would
-    be ~5x apart; ratio x median or ratio / baseline would put twice the work at ~4x or ~0.5x.
+    model calibrated against MobileNetV2 and against one MBConv layer (their quietest medians about
+    3x apart) comes out about the same, and a model doing twice the work comes out about twice as
+    slow. Observed on this shared 2-core machine (9 runs, load 1-2.5): twice the work 1.54-2.00x;
+    layer against network reference 0.57-1.64x (each baseline is one process's quietest median, so
+    it carries that moment's load). The bare ratios of the two references were 2.7-4.2x apart
+    (2026-12-05, CI and here), so the bare ratio would fail the 2.5x bound at its usual spread;
+    ratio x median or ratio / baseline would put twice the work at ~4x or ~0.5x.
     """
     measurer = Measurer(get_backend("onnxruntime"), replace(FAST, runs=20, baseline_repeats=3))
     try:
@@ -123,8 +124,9 @@ def test_calibrated_latency_is_in_ms_whatever_the_reference_and_scales_with_the_
     finally:
         measurer.close()
     assert one.reference.startswith("mobilenetv2") and against_layer.reference.startswith("ir_k3")
-    # The two references really differ in cost: their ratios are far apart ...
-    assert against_layer.reference_ratio > 3 * one.reference_ratio
+    # The two references really differ in cost (each baseline is the quietest of three medians,
+    # steadier than a ratio taken under one moment's load) ...
+    assert one.reference_baseline_ms > 2 * against_layer.reference_baseline_ms, (one, against_layer)
     # ... and the calibrated figures are not.
     assert 0.4 < against_layer.calibrated_ms / one.calibrated_ms < 2.5, (against_layer, one)
     assert 1.3 < two.calibrated_ms / one.calibrated_ms < 2.7, (two, one)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from edgenas.export import ExportError, check_export, export_onnx
+from edgenas.export import ExportError, check_export, export_onnx, export_tflite
 from edgenas.spaces.mobilenet import NetworkConfig, build_network
-from latency_helpers import TINY_ARCH, TINY_SHAPE, converted_tflite
+from latency_helpers import TINY_ARCH, TINY_SHAPE, converted_tflite, need_litert
 
 
 @pytest.fixture
@@ -50,3 +50,12 @@ def test_tflite_export_matches_pytorch(tflite_file):
     model, path = tflite_file
     assert path.suffix == ".tflite" and path.exists()
     assert check_export(model, path, TINY_SHAPE) < 1e-3
+
+
+def test_tflite_conversion_prints_nothing(tmp_path, capfd):
+    """litert-torch prints ~25 progress and log lines per conversion (Python and C++); a LUT build
+    converts every layer, so they would bury the progress bar. Nothing reaches either stream."""
+    need_litert()
+    path = export_tflite(nn.Conv2d(3, 4, 3).eval(), (1, 3, 8, 8), tmp_path / "conv.tflite")
+    out, err = capfd.readouterr()
+    assert path.exists() and (out, err) == ("", "")

@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -47,7 +48,7 @@ def export_onnx(model: nn.Module, input_shape: Sequence[int], path: str | os.Pat
     try:
         for dynamo in (False, True):
             try:
-                with atomic_path(path) as partial, warnings.catch_warnings(), _quiet_stdout():
+                with atomic_path(path) as partial, warnings.catch_warnings(), _converter_output_set_aside():
                     warnings.simplefilter("ignore")
                     if dynamo:
                         torch.onnx.export(model, example, str(partial), dynamo=True,
@@ -78,7 +79,7 @@ def export_tflite(model: nn.Module, input_shape: Sequence[int], path: str | os.P
     was_training = model.training
     model.eval()
     try:
-        with atomic_path(path) as partial, warnings.catch_warnings(), _quiet_stdout():
+        with atomic_path(path) as partial, warnings.catch_warnings(), _converter_output_set_aside():
             warnings.simplefilter("ignore")
             converted = litert_torch.convert(model, (torch.randn(*input_shape),))
             converted.export(str(partial))
@@ -135,22 +136,30 @@ def _first_line(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """Send what exporters print (progress lines, from Python or C++) to stderr, keeping stdout clean.
+def _converter_output_set_aside() -> Iterator[None]:
+    """Keep what exporters print (progress lines, from Python or C++) off the user's terminal.
 
-    `edgenas ... --json` promises one JSON object on stdout; converters print progress there.
+    `edgenas ... --json` promises one JSON object on stdout, and litert-torch prints about 25
+    progress and log lines per conversion (to stdout and, from C++, to stderr): a LUT build converts
+    every layer of the space, so they would bury the progress bar and any warning under tens of
+    thousands of lines. Both file descriptors go to a scratch file for the conversion's duration; a
+    failed conversion is reported by its exception (ExportError), which says what went wrong.
     """
-    sys.stdout.flush()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
     try:
-        saved = os.dup(1)
-    except OSError:  # no real stdout (embedded use): nothing to protect
+        saved = (os.dup(1), os.dup(2))
+    except OSError:  # no real stdout/stderr (embedded use): nothing to protect
         yield
         return
     try:
-        os.dup2(2, 1)
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
+        with tempfile.TemporaryFile("w+") as aside:
+            os.dup2(aside.fileno(), 1)
+            os.dup2(aside.fileno(), 2)
+            with contextlib.redirect_stdout(aside), contextlib.redirect_stderr(aside):
+                yield
+            aside.flush()
     finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)

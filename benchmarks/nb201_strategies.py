@@ -172,9 +172,6 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
         {"elites": 5}, {"elites": 10}, {"batch_size": 3},
         # the replay with a tighter KL limit (elites alone left the ratios just outside the bounds)
         {"elites": 5, "target_kl": 0.025}, {"elites": 10, "target_kl": 0.025}, {"elites": 10, "target_kl": 0.02},
-    ] + [  # sixth round (the fifth's diagnosis of goal (c): the worst seeds sit at a local optimum):
-        # restarting the controller after that many new architectures without a new best
-        {"restart_after": k} for k in (30, 50, 80)
     ],
     "reinforce": [
         OLD_DEFAULTS["reinforce"],
@@ -182,7 +179,6 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
           for lr, ent in ((0.005, 0.03), (0.01, 0.01), (0.01, 0.03), (0.01, 0.1), (0.02, 0.03))),
         {"advantages": "rank"}, {},  # fourth round
         {"elites": 5}, {"elites": 10},  # fifth round: self-imitation
-        *({"restart_after": k} for k in (30, 50, 80)),  # sixth round: restarts
     ],
     "evolution": [
         {"population_size": p, "sample_size": s} for p in (10, 20, 50) for s in (3, 5, 10) if s <= p

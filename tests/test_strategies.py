@@ -9,7 +9,6 @@ import io
 import math
 import random
 from collections.abc import Sequence
-from typing import Any
 
 import pytest
 import torch
@@ -347,35 +346,6 @@ def test_self_imitation_replays_the_best_architecture_so_far(cls):
         cls(GridSpace((5, 5)), elites=-1)
 
 
-@pytest.mark.parametrize("cls", [PPO, Reinforce])
-def test_restart_sends_a_concentrated_controller_back_to_exploring(cls):
-    # Batches of (1-2: 1.0, 0-0: 0.0) concentrate the policy on 1-2; only 0-0's first telling is a
-    # new architecture, so the count of new ones that did not beat 1.0 stays at 1. Then new
-    # architectures: two more that do not beat it make three and restart the controller (a
-    # uniform policy again, no elites, the known architectures kept); one that beats it resets the
-    # count instead. Deleting the restart leaves the policy where it had concentrated.
-    def concentrated(**options: Any) -> PPO | Reinforce:
-        strategy = cls(GridSpace((5, 5)), seed=3, batch_size=2, lr=0.05, hidden_size=8, entropy_weight=0.0,
-                       elites=2, restart_after=3, **options)
-        for _ in range(40):
-            _tell_off_policy(strategy, [("1-2", 1.0, 1.0), ("0-0", 0.0, 1.0)])
-        return strategy
-
-    strategy = concentrated()
-    assert _log_prob(strategy, (1, 2)) > math.log(0.5) and strategy.restarts == 0
-    strategy.tell("3-3", 0.5)
-    strategy.tell("4-4", 0.5)
-    assert strategy.restarts == 1 and strategy.best == [] and {"1-2", "0-0", "4-4"} <= strategy.known
-    assert _log_prob(strategy, (1, 2)) < math.log(0.1)  # uniform over 25 is log(0.04)
-    assert strategy.diagnostics()["restarts"] == 1
-    improving = concentrated()
-    improving.tell("3-3", 1.5)  # a new best: the count starts again
-    improving.tell("4-4", 0.5)
-    assert improving.restarts == 0 and _log_prob(improving, (1, 2)) > math.log(0.5)
-    with pytest.raises(UserError, match=r"restart_after=-1 \(needs >= 0"):
-        cls(GridSpace((5, 5)), restart_after=-1)
-
-
 def _advantages_told(advantages: str, batches: list[list[float]]) -> list[list[float]]:
     """The advantages a strategy (batch 2, baseline decay 0.5) computes for each batch told."""
     strategy = PPO(GridSpace((5, 5)), seed=0, batch_size=2, baseline_decay=0.5, hidden_size=8, advantages=advantages)
@@ -541,20 +511,15 @@ def _round_trip(state):
     return torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
 
 
-@pytest.mark.parametrize("name", ["ppo", "reinforce", "random", "evolution", "ppo:rank", "ppo:moving", "ppo:elites",
-                                  "ppo:restart"])
+@pytest.mark.parametrize("name", ["ppo", "reinforce", "random", "evolution", "ppo:rank", "ppo:moving", "ppo:elites"])
 def test_state_dict_round_trip_continues_identically(name):
     # "ppo:rank": PPO with that form of advantages, whose window / moving spread the state carries;
-    # "ppo:elites": PPO replaying its best architectures so far, which the state carries;
-    # "ppo:restart": PPO restarting after 2 new architectures that do not beat the best, which
-    # happens before and after the checkpoint (the state carries the count and the best).
+    # "ppo:elites": PPO replaying its best architectures so far, which the state carries.
     name, _, variant = name.partition(":")
     space = GridSpace((4, 3, 5))
     options = {"batch_size": 3, "hidden_size": 8} if name in ("ppo", "reinforce") else {}
     if variant == "elites":
         options["elites"] = 3
-    elif variant == "restart":
-        options["restart_after"] = 2
     elif variant:
         options["advantages"] = variant
     if name == "evolution":
@@ -564,7 +529,6 @@ def test_state_dict_round_trip_continues_identically(name):
         c = original.ask()
         original.tell(c.arch, 0.1 * (k % 4))
     pending = original.ask()  # one proposal in flight at the checkpoint
-    restarts = getattr(original, "restarts", 0)
     copy = make_strategy(name, space, seed=99, **options)
     copy.load_state_dict(_round_trip(original.state_dict()))
     for k in range(20):
@@ -575,5 +539,3 @@ def test_state_dict_round_trip_continues_identically(name):
         pending = a
     if name in ("ppo", "reinforce"):  # the same proposals, and the same controller to the bit
         assert all(torch.equal(x, y) for x, y in zip(_parameters(original), _parameters(copy)))
-    if variant == "restart":
-        assert 0 < restarts < original.restarts == copy.restarts

@@ -68,14 +68,6 @@ class PolicyGradientStrategy(Strategy):
     they beat, with their advantages in the batch's units. A policy-gradient controller otherwise
     learns from its latest batch only and forgets the best architecture it has seen, which is
     what evolution keeps mutating; the replay pulls the policy toward those, within PPO's clip.
-
-    `restart_after` > 0 starts the controller afresh (new weights, optimizer, baseline and elites;
-    the architectures already known stay free repeats) once that many new architectures in a row
-    have not beaten the best reward told so far, as restart strategies do for evolution strategies
-    (IPOP-CMA-ES): a policy that has concentrated on a local optimum samples mostly around it and
-    cannot leave it, while a fresh one explores the space again. A restart cannot lose the best
-    architecture found (the search keeps every result); it costs the refinement the concentrated
-    policy would still have done around it.
     """
 
     name = "policy-gradient"
@@ -97,15 +89,13 @@ class PolicyGradientStrategy(Strategy):
         draws: int = 1,
         advantages: str = "spread",
         elites: int = 0,
-        restart_after: int = 0,
     ) -> None:
         super().__init__(space, seed)
         broken = [f"{name}={value} (needs {bound})" for name, value, ok, bound in (
             ("batch_size", batch_size, batch_size >= 1, ">= 1"), ("lr", lr, lr > 0, "> 0"),
             ("baseline_decay", baseline_decay, 0 <= baseline_decay < 1, "in [0, 1)"),
             ("temperature", temperature, temperature > 0, "> 0"), ("draws", draws, draws >= 1, ">= 1"),
-            ("elites", elites, elites >= 0, ">= 0"),
-            ("restart_after", restart_after, restart_after >= 0, ">= 0 (0: never)")) if not ok]
+            ("elites", elites, elites >= 0, ">= 0")) if not ok]
         if broken:
             raise UserError(f"controller option {', '.join(broken)}; fix it in --strategy-option")
         if advantages not in ADVANTAGES:
@@ -123,10 +113,6 @@ class PolicyGradientStrategy(Strategy):
         self.draws = draws
         self.advantages = advantages
         self.elites = elites
-        self.restart_after = restart_after
-        self.restarts = 0  # times the controller started afresh
-        self.top: float | None = None  # the best reward told so far
-        self.stale = 0  # new architectures told since `top` last improved
         self.best: list[tuple[float, tuple[int, ...]]] = []  # the `elites` best told so far, best first
         # The rank advantages' window: as many rewards as the moving baseline remembers.
         self.rank_window = max(batch_size, round(batch_size / (1 - baseline_decay)))
@@ -135,7 +121,12 @@ class PolicyGradientStrategy(Strategy):
         self.known: set[str] = set()  # architectures told about (their rewards are known)
         # The entropy of the uniform policy: the most the controller can have (nats).
         self.max_entropy = sum(math.log(n) for n in self.num_choices)
-        self._fresh_policy(seed)
+        # Weights are drawn from their own seeded stream so a strategy never disturbs (nor is
+        # disturbed by) torch's global RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.policy = ControllerPolicy(self.num_choices, hidden_size, temperature, tanh_constant)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr)
         self.generator = torch.Generator().manual_seed(seed)
         self.baseline: float | None = None
         self.reward_count, self.reward_mean, self.reward_m2 = 0, 0.0, 0.0  # Welford's running variance
@@ -143,24 +134,6 @@ class PolicyGradientStrategy(Strategy):
         self.pending: dict[str, list[float]] = {}  # arch -> log-probs at ask time, oldest first
         self.updates = 0
         self.last_update: dict[str, Any] = {}  # what the latest update did (diagnostics())
-
-    def _fresh_policy(self, seed: int) -> None:
-        """New controller weights and optimizer. The weights are drawn from their own seeded stream,
-        so a strategy never disturbs (nor is disturbed by) torch's global RNG."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.policy = ControllerPolicy(self.num_choices, self.hidden_size, self.temperature, self.tanh_constant)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr)
-
-    def _restart(self) -> None:
-        """Start the controller afresh (`restart_after`): what it learned goes, what it knows stays
-        (the rewards' scale and the architectures already told, which stay free repeats). Samples
-        still in flight are scored under the new policy when told, like architectures it did not ask for."""
-        self.restarts += 1
-        self._fresh_policy(int(torch.randint(2**62, (1,), generator=self.generator)))  # a seed the state carries
-        self.baseline, self.moving_square = None, None
-        self.batch, self.recent, self.best, self.pending = [], [], [], {}
-        self.stale = 0
 
     def ask(self) -> Candidate:
         """A sample of the policy; with `draws` > 1, redrawn (up to `draws` samples in all) while it
@@ -180,7 +153,6 @@ class PolicyGradientStrategy(Strategy):
 
     def tell(self, arch: str, reward: float | None, result: TrialResult | None = None) -> None:
         indices = self.space.indices_from_arch(arch)
-        new = arch not in self.known
         self.known.add(arch)
         waiting = self.pending.get(arch)
         if waiting:
@@ -197,12 +169,6 @@ class PolicyGradientStrategy(Strategy):
         self.batch.append((indices, value, old_log_prob))
         if len(self.batch) >= self.batch_size:
             self._learn()
-        if not failed and (self.top is None or value > self.top):
-            self.top, self.stale = value, 0
-        elif new:
-            self.stale += 1
-        if self.restart_after and self.stale >= self.restart_after:
-            self._restart()
 
     def _learn(self) -> None:
         indices = torch.tensor([b[0] for b in self.batch])
@@ -314,8 +280,7 @@ class PolicyGradientStrategy(Strategy):
         share of the uniform policy's) of the policy that sampled its batch; the probability
         ratios p_new / p_old of that batch after the update (min, max) and the approximate KL;
         the epochs it ran (PPO: fewer than `epochs` when the KL stop fired)."""
-        return {"updates": self.updates, **({"restarts": self.restarts} if self.restart_after else {}),
-                **self.last_update}
+        return {"updates": self.updates, **self.last_update}
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
@@ -333,17 +298,11 @@ class PolicyGradientStrategy(Strategy):
             best=[[reward, list(ind)] for reward, ind in self.best],
             updates=self.updates,
             last_update=dict(self.last_update),
-            restarts=self.restarts,
-            top=self.top,
-            stale=self.stale,
         )
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.restarts = int(state.get("restarts", 0))  # checkpoints before `restart_after` had none
-        self.top = state.get("top")
-        self.stale = int(state.get("stale", 0))
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
@@ -375,7 +334,6 @@ class PolicyGradientStrategy(Strategy):
             **({"draws": self.draws} if self.draws != 1 else {}),
             **({"advantages": self.advantages} if self.advantages != "spread" else {}),
             **({"elites": self.elites} if self.elites else {}),
-            **({"restart_after": self.restart_after} if self.restart_after else {}),
         }
 
 

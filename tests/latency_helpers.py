@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+from torch import nn
 
 from edgenas.latency.protocol import Protocol
 from edgenas.spaces import get_space
@@ -16,6 +17,13 @@ from edgenas.spaces.mnas import BaseStage
 FAST = Protocol(warmup=2, runs=6, retries=0, baseline_repeats=1, max_seconds=5.0, min_seconds=0.0)
 TINY_ARCH = "ds_r1_k3_s1_c16 ir_r1_k3_s2_e3_c24"
 TINY_SHAPE = (1, 3, 32, 32)
+
+
+class Unexportable(nn.Module):
+    """A model no exporter can trace: 48 values cannot be viewed as 7 rows."""
+
+    def forward(self, x):
+        return x.view(7, -1)
 
 
 def tiny_space():

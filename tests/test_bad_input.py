@@ -35,6 +35,8 @@ CASES = [
      "total stride"),
     ("zero layer passes", ["latency", "lut", "build", "--cache", "{tmp}/c.sqlite", "--layer-passes", "0"],
      "--layer-passes must be at least 1"),
+    ("no converting process", ["latency", "lut", "build", "--cache", "{tmp}/c.sqlite", "--prepare-workers", "0"],
+     "--prepare-workers must be at least 1"),
     ("zero calibration", ["latency", "lut", "build", "--cache", "{tmp}/c.sqlite", "--calibration", "0"],
      "--calibration must be at least 1"),
     ("held-out target above 1", ["latency", "lut", "build", "--cache", "{tmp}/c.sqlite", "--target", "1.5"],

@@ -8,7 +8,7 @@ from torch import nn
 
 from edgenas.export import ExportError, check_export, export_onnx, export_tflite
 from edgenas.spaces.mobilenet import NetworkConfig, build_network
-from latency_helpers import TINY_ARCH, TINY_SHAPE, converted_tflite, need_litert
+from latency_helpers import TINY_ARCH, TINY_SHAPE, Unexportable, converted_tflite, need_litert
 
 
 @pytest.fixture
@@ -27,11 +27,6 @@ def test_onnx_export_matches_pytorch(tmp_path):
     assert path.exists() and path.stat().st_size > 1000
     assert check_export(model, path, TINY_SHAPE) < 1e-4
     assert model.training is False  # export leaves the mode as it found it
-
-
-class Unexportable(nn.Module):
-    def forward(self, x):
-        return x.view(7, -1)  # 48 values cannot be 7 rows: every exporter's trace fails
 
 
 def test_rejected_model_raises_one_line_and_leaves_no_file(tmp_path):

@@ -92,6 +92,7 @@ def test_lut_build_then_validate_json_contract(tmp_path, capsys):
     assert code == 0, err
     assert built["lut_entries"] >= built["layers"] > 0 and built["timed_now"] == built["layers"]
     assert built["correction"]["n"] == 3 and built["held_out"] is None
+    assert built["prepare_workers"] == 1  # ONNX files are quick to write: converted in the build's own process
 
     # the second build judges its fit on 3 held-out networks; a budget of 0 s allows one round
     code, out, err = run_cli(["latency", "lut", "build", *common, "--sample", "2", "--calibration", "4",

@@ -119,10 +119,11 @@ def lut_space():
 @pytest.fixture(scope="module")
 def validated(tmp_path_factory):
     """A real LUT on the tiny space at 48 px: calibrated on 4 networks, then validated on 8 others, with a
-    record of the order the layers were timed in."""
+    record of the order the layers were timed in. Its layers are converted by two processes at once,
+    as a LiteRT build's are (ONNX Runtime alone would convert them in this process)."""
     path = tmp_path_factory.mktemp("lut") / "lat.sqlite"
     estimator = make_latency_estimator(lut_space(), LatencySettings(mode="lut", cache=str(path), protocol=FAST,
-                                                                    calibration_archs=4))
+                                                                    calibration_archs=4, prepare_workers=2))
     timed = TimedLayers(estimator.measurer)
     try:
         lut = estimator.lut  # calibrates: 4 networks measured end to end, their layers timed
@@ -160,6 +161,7 @@ def test_lut_times_layers_once_calibrates_and_predicts(validated):
     estimator.latency(arch)
     assert len(lut) == entries  # ... and never again
     assert estimator.cache.count("lut") == entries
+    assert estimator.measurer.prepared_in_workers == entries  # every layer's file came from a worker
     # Layers were timed in passes (as a network runs them), and the LUT's key says so.
     assert lut.where.setting.endswith("timing=passes")
     stored = estimator.cache._db.execute("SELECT latency_ms, data FROM lut").fetchall()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from torch import nn
 
+from edgenas.export import ExportError, check_export
 from edgenas.latency.backends import backend_statuses, get_backend
 from edgenas.latency.backends.base import TimingItem, TimingJob
 from edgenas.latency.errors import LatencyError
@@ -18,9 +19,9 @@ from edgenas.latency.measurement import (
     split_half_disagreement,
     summarize_interleaved,
 )
-from edgenas.latency.protocol import Measurer, Protocol
+from edgenas.latency.protocol import Measurer, Protocol, default_prepare_workers
 from edgenas.spaces.mobilenet import NetworkConfig, build_network
-from latency_helpers import FAST, TINY_ARCH, TINY_SHAPE, converted_tflite
+from latency_helpers import FAST, TINY_ARCH, TINY_SHAPE, Unexportable, converted_tflite
 
 
 @pytest.fixture
@@ -221,3 +222,22 @@ def test_timing_in_passes_pairs_every_model_with_its_pass_reference(tmp_path):
     # Both models were paired with the same reference runs (one per pass).
     assert raw[0].reference_ms == raw[2].reference_ms
     assert sorted(raw[2].candidate_cpu_ms)[3] > sorted(raw[0].candidate_cpu_ms)[3]
+
+
+def test_prepare_many_converts_in_worker_processes_and_returns_a_rejection_in_its_place():
+    """What a LiteRT LUT build does with its layers: converted two at a time in spawned processes
+    (the models travel there pickled); each file computes what its model computes, and a model
+    the exporter rejects is its ExportError in its place, the others converted all the same."""
+    measurer = Measurer(get_backend("onnxruntime"), FAST, prepare_workers=2)
+    try:
+        models = [(tiny_model(), TINY_SHAPE), (Unexportable(), (1, 3, 4, 4)), (bigger_model(), TINY_SHAPE)]
+        items = measurer.prepare_many(models)
+        assert measurer.prepared_in_workers == 3
+        assert isinstance(items[1], ExportError) and "ONNX" in str(items[1])
+        for (model, shape), item in ((models[0], items[0]), (models[2], items[2])):
+            assert check_export(model, item.path, shape) < 1e-4
+    finally:
+        measurer.close()
+    assert default_prepare_workers(get_backend("onnxruntime")) == 1  # exporting ONNX takes a fraction of a second
+    with pytest.raises(LatencyError, match="--prepare-workers must be at least 1"):
+        Measurer(get_backend("onnxruntime"), FAST, prepare_workers=0)

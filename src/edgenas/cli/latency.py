@@ -89,7 +89,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _space(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", default="mnas", help="search space (mnas)")
     parser.add_argument("--classes", type=int, default=1000)
-    add_latency_options(parser, names=("lut-reference", "layer-passes", "calibration"))
+    add_latency_options(parser, names=("lut-reference", "layer-passes", "calibration", "prepare-workers"))
 
 
 def _backend_options(args: argparse.Namespace) -> dict:
@@ -261,6 +261,7 @@ def _lut_build(args: argparse.Namespace) -> int:
         summary = {"space": args.space, "resolution": estimator.resolution, "backend": estimator.backend,
                    "device": estimator.measurer.status.device, "layers": len(set((s.key, s.shape_key) for s in specs)),
                    "timed_now": len(todo), "lut_entries": len(estimator.lut),
+                   "prepare_workers": estimator.measurer.prepare_workers,
                    "correction": {k: correction.get(k) for k in ("a", "c_per_layer", "d_per_mvalue", "b", "n", "rmse_ms")},
                    "cache": str(estimator.cache.path),
                    "held_out": None if held_out is None else {k: held_out[k] for k in HELD_OUT_SUMMARY}}

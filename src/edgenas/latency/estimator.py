@@ -194,4 +194,4 @@ def make_latency_estimator(space: SearchSpace, settings: LatencySettings | None 
     settings = settings or LatencySettings()
     backend = get_backend(settings.backend, **settings.backend_options())
     cache = LatencyCache(settings.cache)
-    return LatencyEstimator(space, Measurer(backend, settings.protocol, cache), cache, settings)
+    return LatencyEstimator(space, Measurer(backend, settings.protocol, cache, settings.prepare_workers), cache, settings)

@@ -104,7 +104,7 @@ class LatencyLUT:
         todo = self.missing(specs)
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
-            entries = [(self._prepare(spec), spec.input_shape, spec.key) for spec in chunk]  # exported once
+            entries = [(item, spec.input_shape, spec.key) for item, spec in zip(self._prepare(chunk), chunk)]
             timed: dict[int, list[Measurement]] = {i: [] for i in range(len(chunk))}
             for repeat in range(self.passes_per_layer):
                 order = list(range(len(chunk))) if repeat % 2 == 0 else list(reversed(range(len(chunk))))
@@ -129,11 +129,14 @@ class LatencyLUT:
         return self.fill(network_like_order(self.missing(spec for arch in archs for spec in self.layers(arch))),
                          progress)
 
-    def _prepare(self, spec: LayerSpec) -> TimingItem:
-        try:
-            return self.measurer.prepare(spec.build(self.config).eval(), spec.input_shape)
-        except UserError as error:
-            raise LatencyError(f"cannot time layer {spec.key} at {spec.shape_key}: {error}") from None
+    def _prepare(self, specs: Sequence[LayerSpec]) -> list[TimingItem]:
+        """The layers' files, converted once for all their passes (several at a time where the
+        backend's conversion is slow: `Measurer.prepare_many`)."""
+        items = self.measurer.prepare_many([(spec.build(self.config).eval(), spec.input_shape) for spec in specs])
+        for spec, item in zip(specs, items):
+            if isinstance(item, UserError):
+                raise LatencyError(f"cannot time layer {spec.key} at {spec.shape_key}: {item}")
+        return items  # type: ignore[return-value]  # every item is a TimingItem here
 
     def _time_in_passes(self, entries: Sequence[Entry]) -> Iterator[tuple[int, Measurement | LatencyError]]:
         """One measuring process: these layers, in this order, each once per pass."""

@@ -10,6 +10,7 @@ the quietest the machine was), and kept in the cache.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -81,6 +82,27 @@ class _Reference:
     baseline_ms: float
 
 
+# A converting process holds ~1 GB once litert-torch is loaded: the automatic count stops here.
+MAX_AUTO_PREPARE_WORKERS = 4
+
+
+def default_prepare_workers(backend: Backend) -> int:
+    """Processes that convert at once when none are asked for: one per usable core (at most
+    MAX_AUTO_PREPARE_WORKERS) for a backend whose conversion is slow, else one (in this process)."""
+    if not backend.slow_to_prepare:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, MAX_AUTO_PREPARE_WORKERS))
+
+
+def _prepare_file(backend: Backend, model: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
+    """`backend.prepare` in a converting process (module level, so a spawned process can run it)."""
+    import torch
+
+    torch.set_num_threads(1)  # one conversion per process, one process per core
+    return backend.prepare(model, input_shape, path)
+
+
 # model (or its file, made once by `Measurer.prepare` when it is timed more than once), input shape,
 # what it is (for the record)
 Entry = tuple["nn.Module | TimingItem", Sequence[int], str]
@@ -90,10 +112,15 @@ class Measurer:
     """Measures models on one backend with the interleaved protocol."""
 
     def __init__(self, backend: Backend, protocol: Protocol | None = None,
-                 cache: LatencyCache | None = None) -> None:
+                 cache: LatencyCache | None = None, prepare_workers: int | None = None) -> None:
         self.backend = backend
         self.protocol = protocol or Protocol()
         self.cache = cache
+        self.prepare_workers = default_prepare_workers(backend) if prepare_workers is None else prepare_workers
+        if self.prepare_workers < 1:
+            raise LatencyError(f"--prepare-workers must be at least 1, got {self.prepare_workers}")
+        self.prepared_in_workers = 0  # models converted by `prepare_many`'s processes so far
+        self._pool: Any = None
         self._scratch = tempfile.TemporaryDirectory(prefix="edgenas-latency-")
         self._references: dict[str, _Reference] = {}
         self._baselines: dict[str, float] = {}
@@ -101,6 +128,9 @@ class Measurer:
         self._count = 0
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
         self._scratch.cleanup()
 
     @property
@@ -129,10 +159,55 @@ class Measurer:
         """The model as the backend's file, for measuring it in more than one `measure_many` call."""
         return self._file(model, input_shape, "model")
 
-    def _file(self, model: nn.Module, input_shape: Sequence[int], stem: str) -> TimingItem:
+    def prepare_many(self, models: Sequence[tuple[nn.Module, Sequence[int]]]) -> list[TimingItem | UserError]:
+        """The models as the backend's files, in order; a model the backend rejects is its
+        UserError (ExportError) in its place, so that the caller can say which one it was.
+
+        With `prepare_workers` > 1 they are converted that many at a time, in processes spawned on
+        first use and kept until `close`. Why: a LiteRT LUT build converts every layer of the space
+        (~2 s each, one core each), and nothing is timed while it converts: the passes that time
+        the layers start once their files are written, with the converting processes idle.
+        """
+        if self.prepare_workers <= 1:
+            done: list[TimingItem | UserError] = []
+            for model, shape in models:
+                try:
+                    done.append(self.prepare(model, shape))
+                except UserError as error:
+                    done.append(error)
+            return done
+        from concurrent.futures.process import BrokenProcessPool
+
+        pool = self._prepare_pool()
+        futures = [pool.submit(_prepare_file, self.backend, model, tuple(shape), self._next_path("model"))
+                   for model, shape in models]
+        done = []
+        for future, (_, shape) in zip(futures, models):
+            try:
+                done.append(TimingItem(future.result(), tuple(shape)))
+            except UserError as error:
+                done.append(error)
+            except BrokenProcessPool:
+                raise LatencyError(f"a process converting models for {self.backend.name} died (out of memory?); "
+                                   "run again with --prepare-workers 1") from None
+        self.prepared_in_workers += len(models)
+        return done
+
+    def _prepare_pool(self) -> Any:
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: this process may hold threads (torch's, a progress bar's)
+            self._pool = ProcessPoolExecutor(self.prepare_workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def _next_path(self, stem: str) -> Path:
         self._count += 1
-        path = Path(self._scratch.name) / f"{stem}{self._count}{self.backend.suffix}"
-        return TimingItem(self.backend.prepare(model, input_shape, path), tuple(input_shape))
+        return Path(self._scratch.name) / f"{stem}{self._count}{self.backend.suffix}"
+
+    def _file(self, model: nn.Module, input_shape: Sequence[int], stem: str) -> TimingItem:
+        return TimingItem(self.backend.prepare(model, input_shape, self._next_path(stem)), tuple(input_shape))
 
     # --- references -------------------------------------------------------------------------
     def reference(self, kind: str | None, input_shape: Sequence[int]) -> _Reference | None:

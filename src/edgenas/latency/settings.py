@@ -17,7 +17,7 @@ from typing import Any
 from edgenas.errors import UserError
 from edgenas.latency.backends import BACKEND_NAMES, REMOTE_BACKENDS
 from edgenas.latency.errors import LatencyError
-from edgenas.latency.protocol import Protocol
+from edgenas.latency.protocol import MAX_AUTO_PREPARE_WORKERS, Protocol
 
 MODES = ("measure", "lut")
 # Networks measured end to end to fit the LUT's correction. Why 24, not 12: with 12, which 12 were
@@ -52,6 +52,7 @@ class LatencySettings:
     calibration_archs: int = DEFAULT_CALIBRATION_ARCHS
     lut_reference: str = "network"
     layer_passes: int = DEFAULT_LAYER_PASSES
+    prepare_workers: int | None = None  # None: `protocol.default_prepare_workers` (not part of any figure)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKEND_NAMES:
@@ -65,6 +66,8 @@ class LatencySettings:
             raise UserError(f"--calibration must be at least 1 network, got {self.calibration_archs}")
         if self.layer_passes < 1:
             raise UserError(f"--layer-passes must be at least 1, got {self.layer_passes}")
+        if self.prepare_workers is not None and self.prepare_workers < 1:
+            raise UserError(f"--prepare-workers must be at least 1, got {self.prepare_workers}")
         if self.lut_reference not in LUT_REFERENCES:
             raise UserError(f"unknown LUT reference '{self.lut_reference}'; choose one of {', '.join(LUT_REFERENCES)}")
 
@@ -121,6 +124,10 @@ FLAGS: dict[str, tuple[str, str, type, tuple[str, ...] | None, str]] = {
     "layer-passes": ("settings", "layer_passes", int, None,
                      f"passes each LUT layer is timed in, stored as the mean (default {DEFAULT_LAYER_PASSES}; "
                      "1 builds twice as fast)"),
+    "prepare-workers": ("settings", "prepare_workers", int, None,
+                        "processes converting LUT layers to the backend's file format at once, before each pass "
+                        f"times them (default: one per core, at most {MAX_AUTO_PREPARE_WORKERS}, where conversion "
+                        "is slow (litert, adb); else 1)"),
 }
 
 

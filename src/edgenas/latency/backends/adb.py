@@ -64,6 +64,7 @@ def highest_core(cpu_list: str) -> int | None:
 class AdbBackend(Backend):
     name = "adb"
     suffix = ".tflite"
+    slow_to_prepare = True
     description = ("Android phone over adb: TFLite benchmark_model, 1 thread, pinned by taskset to one core "
                    "(default: the phone's highest-numbered, a big core)")
     times_in_passes = False

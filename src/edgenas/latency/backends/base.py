@@ -84,6 +84,9 @@ class Backend(ABC):
     suffix: str = ".onnx"
     description: str = ""
     times_in_passes: bool = True  # honours TimingJob.chain; else every item is timed alone
+    # Its conversion costs seconds a model (litert-torch: ~2 s a layer), so a LUT build converts
+    # in several processes at once (`Measurer.prepare_many`); ONNX and torch files take a fraction.
+    slow_to_prepare: bool = False
 
     @abstractmethod
     def status(self) -> BackendStatus:

@@ -62,6 +62,7 @@ class LiteRTBackend(LocalBackend):
     name = "litert"
     suffix = ".tflite"
     runner = "litert"
+    slow_to_prepare = True
     description = "LiteRT (TFLite) interpreter with XNNPACK, 1 thread; converted by litert-torch"
 
     def status(self) -> BackendStatus:

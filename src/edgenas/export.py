@@ -70,9 +70,12 @@ def export_tflite(model: nn.Module, input_shape: Sequence[int], path: str | os.P
     """Convert `model` to a `.tflite` flatbuffer with litert-torch (what Android's TFLite runs).
 
     litert-torch is a large optional extra; without it this raises ExportError naming the install.
+    Importing it prints a few lines of TensorFlow's start-up (once per process): set aside too.
     """
     try:
-        import litert_torch
+        with warnings.catch_warnings(), _converter_output_set_aside():
+            warnings.simplefilter("ignore")
+            import litert_torch
     except ImportError:
         raise ExportError(f"TFLite export needs litert-torch, which is not installed; run {LITERT_INSTALL}") from None
     path = Path(path)

@@ -82,7 +82,7 @@ class _Reference:
     baseline_ms: float
 
 
-# A converting process holds ~1 GB once litert-torch is loaded: the automatic count stops here.
+# A converting process holds ~0.7 GB once litert-torch is loaded: the automatic count stops here.
 MAX_AUTO_PREPARE_WORKERS = 4
 
 

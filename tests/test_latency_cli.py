@@ -103,6 +103,9 @@ def test_lut_build_then_validate_json_contract(tmp_path, capsys):
     assert check["n"] == 3 and check["rounds"] == 1 and check["calibration_archs"] == 4
     assert check["ended"] == ("target reached" if check["within_tolerance"] >= 0.99 else "budget spent")
     assert "round 1: 4 calibration networks" in err
+    # each phase of a round is announced before it starts (a LiteRT round takes many minutes)
+    assert err.index("round 1: fitting on 4 calibration") < err.index("round 1: judging on 3 held-out") \
+        < err.index("round 1: 4 calibration networks")
 
     code, out, err = run_cli(["latency", "lut", "validate", *common, "-n", "6", "--calibration", "4", "--json"],
                              capsys)

@@ -87,6 +87,10 @@ def build_checked(estimator: Any, plan: CheckPlan, progress: Callable[[str], Non
     cache: a killed build measures nothing twice) and times their missing layers dealt, as any
     network's are. The budget is checked before a round starts, against the last round's cost.
     """
+    def say(line: str) -> None:
+        if progress:
+            progress(line)
+
     started = time.monotonic()
     calibration = estimator.calibration_archs
     held_out = plan.held_out
@@ -94,9 +98,13 @@ def build_checked(estimator: Any, plan: CheckPlan, progress: Callable[[str], Non
     while True:
         round_started = time.monotonic()
         rounds += 1
+        # Each phase is announced: on a backend whose conversion is slow a round takes many minutes.
+        say(f"round {rounds}: fitting on {calibration} calibration networks (their missing layers timed, "
+            "each network measured end to end)")
         estimator.calibrate(calibration)
         lut = estimator.lut
         archs = held_out_sample(estimator, held_out, set(lut.correction["archs"]))
+        say(f"round {rounds}: judging on {held_out} held-out networks ({time.monotonic() - started:.0f} s)")
         lut.fill_dealt(archs)
         measured = [estimator.measure(arch).latency_ms for arch in archs]
         predicted = [lut.predict(arch) for arch in archs]
@@ -104,9 +112,8 @@ def build_checked(estimator: Any, plan: CheckPlan, progress: Callable[[str], Non
         reached = report["within_tolerance"] >= plan.target
         last_round_s = time.monotonic() - round_started
         spent = time.monotonic() - started
-        if progress:
-            progress(f"round {rounds}: {calibration} calibration networks, {100 * report['within_tolerance']:.0f} % "
-                     f"of {held_out} held-out within +-{100 * plan.tolerance:.0f} % ({spent:.0f} s)")
+        say(f"round {rounds}: {calibration} calibration networks, {100 * report['within_tolerance']:.0f} % "
+            f"of {held_out} held-out within +-{100 * plan.tolerance:.0f} % ({spent:.0f} s)")
         if reached or spent + last_round_s > plan.budget_s or rounds == plan.max_rounds:
             break
         calibration += plan.step

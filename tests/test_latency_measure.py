@@ -239,5 +239,5 @@ def test_prepare_many_converts_in_worker_processes_and_returns_a_rejection_in_it
     finally:
         measurer.close()
     assert default_prepare_workers(get_backend("onnxruntime")) == 1  # exporting ONNX takes a fraction of a second
-    with pytest.raises(LatencyError, match="--prepare-workers must be at least 1"):
+    with pytest.raises(LatencyError, match="at least one converting process, got prepare_workers=0"):
         Measurer(get_backend("onnxruntime"), FAST, prepare_workers=0)

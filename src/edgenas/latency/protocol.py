@@ -118,7 +118,7 @@ class Measurer:
         self.cache = cache
         self.prepare_workers = default_prepare_workers(backend) if prepare_workers is None else prepare_workers
         if self.prepare_workers < 1:
-            raise LatencyError(f"--prepare-workers must be at least 1, got {self.prepare_workers}")
+            raise LatencyError(f"a measurer needs at least one converting process, got prepare_workers={self.prepare_workers}")
         self.prepared_in_workers = 0  # models converted by `prepare_many`'s processes so far
         self._pool: Any = None
         self._scratch = tempfile.TemporaryDirectory(prefix="edgenas-latency-")

@@ -161,7 +161,6 @@ def _converter_output_set_aside() -> Iterator[None]:
             os.dup2(aside.fileno(), 2)
             with contextlib.redirect_stdout(aside), contextlib.redirect_stderr(aside):
                 yield
-            aside.flush()
     finally:
         for fd, copy in zip((1, 2), saved):
             os.dup2(copy, fd)

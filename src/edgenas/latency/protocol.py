@@ -95,11 +95,15 @@ def default_prepare_workers(backend: Backend) -> int:
     return max(1, min(cores, MAX_AUTO_PREPARE_WORKERS))
 
 
-def _prepare_file(backend: Backend, model: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
-    """`backend.prepare` in a converting process (module level, so a spawned process can run it)."""
+def _one_thread() -> None:
+    """A converting process's start: one conversion per process, one process per core."""
     import torch
 
-    torch.set_num_threads(1)  # one conversion per process, one process per core
+    torch.set_num_threads(1)
+
+
+def _prepare_file(backend: Backend, model: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
+    """`backend.prepare` in a converting process (module level, so a spawned process can run it)."""
     return backend.prepare(model, input_shape, path)
 
 
@@ -199,7 +203,8 @@ class Measurer:
             from concurrent.futures import ProcessPoolExecutor
 
             # spawn, not fork: this process may hold threads (torch's, a progress bar's)
-            self._pool = ProcessPoolExecutor(self.prepare_workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.prepare_workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_one_thread)
         return self._pool
 
     def _next_path(self, stem: str) -> Path:

@@ -13,6 +13,10 @@ Each command runs in a fresh process, one at a time. Prints one table and writes
 to --out/results.json.
 
     .venv/bin/python benchmarks/gradient_search.py --out runs/bench_gradient
+
+`--penalty mult --latency-weight W --no-cost` runs the same three searches with the
+multiplicative loss instead (issue 13 asks for the loss to be chosen by measurement; the
+comparison is in docs/bench/gradient_search.md).
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ def main() -> None:
     parser.add_argument("--latency-cache", default=None)
     parser.add_argument("--fractions", default="0.2,0.5,0.8", help="targets, as fractions of the latency range")
     parser.add_argument("--seed", type=int, default=0, help="the searches' and the supernet training's seed")
+    parser.add_argument("--penalty", default=None, help="abs or mult (default: the command's)")
+    parser.add_argument("--latency-weight", type=float, default=None, help="the penalty's weight (default: the command's)")
+    parser.add_argument("--no-cost", action="store_true", help="only the searches, not the two cost comparisons")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,6 +72,10 @@ def main() -> None:
     latency = ["--latency-backend", "onnxruntime"] + (["--latency-cache", args.latency_cache] if args.latency_cache else [])
     common = ["supernet", "search", "--space-preset", "demo", *data, "--epochs", str(args.epochs),
               "--warmup-epochs", str(args.warmup_epochs), "--batch-size", str(args.batch_size), "--seed", str(args.seed), *latency, "--json"]
+    if args.penalty:
+        common += ["--penalty", args.penalty]
+    if args.latency_weight is not None:
+        common += ["--latency-weight", str(args.latency_weight)]
 
     from edgenas.latency.estimator import make_latency_estimator
     from edgenas.latency.settings import LatencySettings
@@ -97,17 +108,18 @@ def main() -> None:
                      "most_probable_measured_ms": result.get("most_probable_measured_ms", result["measured_ms"]),
                      "search_s": result["seconds_this_run"], "maxrss_mib": rss})
         print(json.dumps(rows[-1]), file=sys.stderr)
-    supernet, wall, rss = edgenas(["supernet", "train", "--space-preset", "demo", *data, "--val-fraction", "0.5",
-                                   "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-                                   "--train-device", "cpu", "--seed", str(args.seed), "--out", str(out / "supernet"), "--force",
-                                   "--json"])
-    rows.append({"job": "supernet train (same epochs)", "wall_s": wall, "search_s": supernet["stats"]["seconds"],
-                 "maxrss_mib": rss})
-    largest = space.arch_from_indices(PathSampler(space).largest())
-    _, wall, rss = edgenas(["train", largest, "--space-preset", "demo", *data, "--epochs", "1",
-                            "--batch-size", str(args.batch_size), "--train-device", "cpu",
-                            "--out", str(out / "largest"), "--force", "--json"])
-    rows.append({"job": "train largest network (1 epoch)", "arch": largest, "wall_s": wall, "maxrss_mib": rss})
+    if not args.no_cost:
+        supernet, wall, rss = edgenas(["supernet", "train", "--space-preset", "demo", *data, "--val-fraction", "0.5",
+                                       "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+                                       "--train-device", "cpu", "--seed", str(args.seed), "--out", str(out / "supernet"), "--force",
+                                       "--json"])
+        rows.append({"job": "supernet train (same epochs)", "wall_s": wall, "search_s": supernet["stats"]["seconds"],
+                     "maxrss_mib": rss})
+        largest = space.arch_from_indices(PathSampler(space).largest())
+        _, wall, rss = edgenas(["train", largest, "--space-preset", "demo", *data, "--epochs", "1",
+                                "--batch-size", str(args.batch_size), "--train-device", "cpu",
+                                "--out", str(out / "largest"), "--force", "--json"])
+        rows.append({"job": "train largest network (1 epoch)", "arch": largest, "wall_s": wall, "maxrss_mib": rss})
     (out / "results.json").write_text(json.dumps({"range_ms": [low, high], "rows": rows}, indent=2) + "\n")
 
     from edgenas.cli.output import print_table
@@ -121,6 +133,8 @@ def main() -> None:
                   f"{r['most_probable_measured_ms']:.4f}", f"{r['most_probable_measured_ms'] / r['target_ms'] - 1:+.1%}",
                   f"{r['search_s']:.0f}", str(r["maxrss_mib"]), r["arch"]) for r in searches])
     print("mode = each decision's most probable choice (--derive most-probable), measured in the same run")
+    if args.no_cost:
+        return
     mean_search = sum(r["search_s"] for r in searches) / len(searches)
     print(f"wall time: search {mean_search:.0f} s (mean of {len(searches)}) / supernet training "
           f"{rows[-2]['search_s']:.0f} s = {mean_search / rows[-2]['search_s']:.2f}x")

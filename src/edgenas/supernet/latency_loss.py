@@ -5,7 +5,9 @@
   T/2 the pull has the same strength whatever T is. The default.
 - `mult` (FBNet / MnasNet's multiplicative form): `CE * (E[LAT] / T) ** weight`. It always
   rewards a faster network (a gradient toward lower latency below T too), so it has no minimum
-  at T; kept to compare against.
+  at T. Worse, T cannot steer it: `(E/T) ** w = T ** -w * E ** w` scales the whole loss by a
+  constant, which the architecture's Adam step ignores, so every T gives the same search
+  (measured: docs/bench/gradient_search.md). Kept to compare against.
 
 Both take E[LAT] and T in the same unit (ms); `weight` is the one coefficient.
 """

@@ -267,8 +267,9 @@ def test_layers_are_dealt_into_network_like_passes():
         assert sizes[: len(distinct)] == distinct
 
 
-def test_the_correction_fits_as_many_terms_as_the_networks_support():
-    """`a * sum + d * act + b` from 12 networks; below that `a * sum + b`; the layer term stays 0."""
+def test_the_correction_fits_as_many_terms_as_the_networks_support_on_relative_errors():
+    """`a * sum + d * act + b` from 20 networks; below that `a * sum + b`, the least squares of
+    relative errors (numpy's weighted polyfit is the reference); the layer term stays 0."""
     rng = np.random.default_rng(0)
     features = np.column_stack([rng.uniform(5, 25, 30), rng.integers(15, 40, 30), rng.uniform(2, 9, 30)])
     measured = 0.9 * features[:, 0] - 0.5 * features[:, 2] + 0.3
@@ -279,8 +280,11 @@ def test_the_correction_fits_as_many_terms_as_the_networks_support():
 
     few = fit_correction(features[:FULL_CORRECTION_ARCHS - 1], measured[:FULL_CORRECTION_ARCHS - 1])
     assert few["c_per_layer"] == few["d_per_mvalue"] == 0.0 and few["rmse_ms"] > 0.01
-    slope, intercept = np.polyfit(features[:FULL_CORRECTION_ARCHS - 1, 0], measured[:FULL_CORRECTION_ARCHS - 1], 1)
+    x, y = features[:FULL_CORRECTION_ARCHS - 1, 0], measured[:FULL_CORRECTION_ARCHS - 1]
+    slope, intercept = np.polyfit(x, y, 1, w=1 / y)  # residuals weighted by 1 / measured: relative errors
     assert (few["a"], few["b"]) == pytest.approx((slope, intercept))
+    unweighted = np.polyfit(x, y, 1)
+    assert abs(few["a"] - unweighted[0]) > 1e-3  # the two fits differ on these networks, so the check above bites
 
     two = fit_correction(features[:2], measured[:2])
     assert two["b"] == two["c_per_layer"] == two["d_per_mvalue"] == 0.0 and two["a"] > 0

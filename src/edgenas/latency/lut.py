@@ -18,8 +18,9 @@ layout and back), whose cost grows with the activation size. So the prediction i
 
     latency = a * (sum of layer latencies) + d * (input activations, M) + b
 
-fitted by least squares on a few networks measured end to end (`calibrate`; with fewer than 20,
-only `a * sum + b`). How good it is, is measured (`accuracy_report`), not assumed. A term per layer
+fitted by least squares on relative errors on a few networks measured end to end (`calibrate`;
+with fewer than 20, only `a * sum + b`). How good it is, is measured (`accuracy_report`), not
+assumed. A term per layer
 (call overhead) was dropped: fitted, it came out near 0 ms, and refits on random draws of 112 and
 124 measured networks judged the form without it better on average at every calibration size from
 8 to 40 (benchmarks/latency_lut_calibration.py). Corrections stored with it (`c_per_layer`) still apply.
@@ -221,6 +222,12 @@ class LatencyLUT:
 def fit_correction(features: Sequence[Sequence[float]], measured_ms: Sequence[float]) -> dict[str, Any]:
     """Least-squares correction from per-network [layer sum, layers, activations] to measured ms.
 
+    The squares are of relative errors (each network's row weighted by 1 / its measured ms). Why:
+    a LUT is judged, and used, by its relative error, and an unweighted fit lets the slowest
+    networks decide the coefficients at the expense of the fast ones. Over six builds of 148
+    networks at 224 px it put more held-out networks within +-5 % (docs/bench/latency.md, "Issue
+    17 at 224 with the minimum timed duration").
+
     As many terms as the networks support: 20 or more fit `a * sum + d * act + b`, 3 to 19
     `a * sum + b`, 1 or 2 `a * sum`; the unfitted terms are 0 (`c_per_layer` always: the layer
     count is a feature for corrections stored by earlier versions). Why 20: fitted on 12 or 16
@@ -235,7 +242,8 @@ def fit_correction(features: Sequence[Sequence[float]], measured_ms: Sequence[fl
     design = x[:, columns]
     if n >= 3:
         design = np.hstack([design, np.ones((n, 1))])
-    fitted, *_ = np.linalg.lstsq(design, measured, rcond=None)
+    weight = 1.0 / measured
+    fitted, *_ = np.linalg.lstsq(design * weight[:, None], measured * weight, rcond=None)
     coef = np.zeros(4)  # a, c, d, b
     coef[columns] = fitted[: len(columns)]
     if n >= 3:

@@ -20,10 +20,10 @@ layout and back), whose cost grows with the activation size. So the prediction i
 
 fitted by least squares on relative errors on a few networks measured end to end (`calibrate`;
 with fewer than 20, only `a * sum + b`). How good it is, is measured (`accuracy_report`), not
-assumed. A term per layer
-(call overhead) was dropped: fitted, it came out near 0 ms, and refits on random draws of 112 and
-124 measured networks judged the form without it better on average at every calibration size from
-8 to 40 (benchmarks/latency_lut_calibration.py). Corrections stored with it (`c_per_layer`) still apply.
+assumed. A term per layer (call overhead) was dropped: fitted, it came out near 0 ms, and refits
+on random draws of 112 and 124 measured networks judged the form without it better on average at
+every calibration size from 8 to 40 (benchmarks/latency_lut_calibration.py). Corrections stored
+with it (`c_per_layer`) still apply.
 """
 
 from __future__ import annotations

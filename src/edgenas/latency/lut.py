@@ -225,8 +225,8 @@ def fit_correction(features: Sequence[Sequence[float]], measured_ms: Sequence[fl
     The squares are of relative errors (each network's row weighted by 1 / its measured ms). Why:
     a LUT is judged, and used, by its relative error, and an unweighted fit lets the slowest
     networks decide the coefficients at the expense of the fast ones. Over six builds of 148
-    networks at 224 px it put more held-out networks within +-5 % (docs/bench/latency.md, "Issue
-    17 at 224 with the minimum timed duration").
+    networks at 224 px it put more held-out networks within +-5 %, and at 32 px it made no
+    difference (docs/bench/latency.md, "Issue 17 at 224 with the minimum timed duration").
 
     As many terms as the networks support: 20 or more fit `a * sum + d * act + b`, 3 to 19
     `a * sum + b`, 1 or 2 `a * sum`; the unfitted terms are 0 (`c_per_layer` always: the layer

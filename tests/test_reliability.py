@@ -110,6 +110,39 @@ def test_the_lock_dies_with_its_process(tmp_path):
         assert lock.held
 
 
+def test_a_killed_measurers_model_files_are_removed_by_the_next_measurer(tmp_path):
+    """kill -9 leaves a measurer's temporary directory (the models it timed) behind; the next
+    measurer removes it, and never one whose process lives, one made just now, or one not ours."""
+    import os
+    import signal
+    import sys
+
+    from edgenas.util.scratch import ScratchDirectory, remove_orphans
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        f"import tempfile, time; tempfile.tempdir = {str(tmp_path)!r}; "
+        "from edgenas.latency.backends import get_backend; from edgenas.latency.protocol import Measurer; "
+        "m = Measurer(get_backend('onnxruntime')); print('made', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "made"
+    [left] = tmp_path.glob("edgenas-latency-*")
+    an_hour_ago = time.time() - 3600
+    os.utime(left, (an_hour_ago, an_hour_ago))
+    assert remove_orphans("edgenas-latency-", tmp_path) == [] and left.is_dir()  # its process lives
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    os.utime(left)
+    assert remove_orphans("edgenas-latency-", tmp_path) == [] and left.is_dir()  # too young to judge
+    os.utime(left, (an_hour_ago, an_hour_ago))
+    not_ours = tmp_path / "edgenas-latency-of-someone-else"
+    not_ours.mkdir()
+    os.utime(not_ours, (an_hour_ago, an_hour_ago))
+    fresh = ScratchDirectory("edgenas-latency-", tmp_path)
+    assert not left.exists() and not_ours.is_dir() and fresh.path.is_dir()
+    fresh.cleanup()
+    assert not fresh.path.exists()
+
+
 def test_sigterm_stops_a_search_like_ctrl_c_and_it_resumes(tmp_path, nb201_dir):
     import signal
 

@@ -11,7 +11,6 @@ the quietest the machine was), and kept in the cache.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from edgenas.latency.measurement import (
     summarize_interleaved,
 )
 from edgenas.latency.reference import layer_reference, network_reference
+from edgenas.util.scratch import ScratchDirectory
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class Measurer:
             raise LatencyError(f"a measurer needs at least one converting process, got prepare_workers={self.prepare_workers}")
         self.prepared_in_workers = 0  # models converted by `prepare_many`'s processes so far
         self._pool: Any = None
-        self._scratch = tempfile.TemporaryDirectory(prefix="edgenas-latency-")
+        self._scratch = ScratchDirectory("edgenas-latency-")  # removed by a later measurer after a kill
         self._references: dict[str, _Reference] = {}
         self._baselines: dict[str, float] = {}
         self._status: BackendStatus | None = None
@@ -209,7 +209,7 @@ class Measurer:
 
     def _next_path(self, stem: str) -> Path:
         self._count += 1
-        return Path(self._scratch.name) / f"{stem}{self._count}{self.backend.suffix}"
+        return self._scratch.path / f"{stem}{self._count}{self.backend.suffix}"
 
     def _file(self, model: nn.Module, input_shape: Sequence[int], stem: str) -> TimingItem:
         return TimingItem(self.backend.prepare(model, input_shape, self._next_path(stem)), tuple(input_shape))

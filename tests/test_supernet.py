@@ -319,6 +319,26 @@ def test_folding_batchnorm_for_scoring_keeps_the_function_and_drops_every_norm()
     assert torch.allclose(before, after, atol=1e-5) and not torch.equal(before, torch.zeros_like(before))
 
 
+def test_scoring_runs_activations_in_place_only_where_nothing_else_reads_their_input():
+    from edgenas.blocks import ConvBnAct
+    from edgenas.evaluators.oneshot import activations_in_place
+
+    space = _space()
+    torch.manual_seed(0)
+    model = Supernet(space).extract(space.sample(random.Random(2))).eval()
+    images = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        before = model(images)
+        activations_in_place(model)
+        after = model(images)
+    after_conv = [block[-1] for block in model.modules() if isinstance(block, ConvBnAct)
+                  and isinstance(block[-1], torch.nn.ReLU)]
+    assert after_conv and all(act.inplace for act in after_conv)
+    assert torch.equal(before, after)
+    preact = activations_in_place(ConvBnAct(4, 4, 3, preact=True))  # act -> conv -> BN reads the block's input
+    assert not preact[0].inplace
+
+
 def test_supernet_check_ranks_one_shot_against_proxy_training(tiny_supernet, capsys):
     import json
 

@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--warmup-epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--latency-cache", default=None)
+    parser.add_argument("--latency-backend", default="onnxruntime", help="the LUT's and the measurements' backend")
     parser.add_argument("--fractions", default="0.2,0.5,0.8", help="targets, as fractions of the latency range")
     parser.add_argument("--seed", type=int, default=0, help="the searches' and the supernet training's seed")
     parser.add_argument("--penalty", default=None, help="abs or mult (default: the command's)")
@@ -69,7 +70,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     data = ["--dataset", args.dataset, "--subset", str(args.subset)] + (
         ["--data-dir", args.data_dir] if args.data_dir else [])
-    latency = ["--latency-backend", "onnxruntime"] + (["--latency-cache", args.latency_cache] if args.latency_cache else [])
+    latency = ["--latency-backend", args.latency_backend] + (["--latency-cache", args.latency_cache] if args.latency_cache else [])
     common = ["supernet", "search", "--space-preset", "demo", *data, "--epochs", str(args.epochs),
               "--warmup-epochs", str(args.warmup_epochs), "--batch-size", str(args.batch_size), "--seed", str(args.seed), *latency, "--json"]
     if args.penalty:
@@ -84,7 +85,7 @@ def main() -> None:
     from edgenas.supernet.sampling import PathSampler
 
     settings = SearchSettings(target_ms=1e-9, dataset=args.dataset, data_dir=args.data_dir, subset=args.subset,
-                              latency=LatencySettings(backend="onnxruntime", mode="lut", cache=args.latency_cache))
+                              latency=LatencySettings(backend=args.latency_backend, mode="lut", cache=args.latency_cache))
     # The range (and the LUT, built once here if the cache lacks it) before any search.
     from edgenas.data import load_dataset
     from edgenas.supernet.training import space_for
@@ -94,7 +95,7 @@ def main() -> None:
     estimator = make_latency_estimator(space, settings.latency)
     low, high = ExpectedLatency(space, estimator.lut).latency_range()
     estimator.close()
-    print(f"latency range of the demo space on onnxruntime (LUT): {low:.4f} to {high:.4f} ms", file=sys.stderr)
+    print(f"latency range of the demo space on {args.latency_backend} (LUT): {low:.4f} to {high:.4f} ms", file=sys.stderr)
     rows = []
     for fraction in (float(f) for f in args.fractions.split(",")):
         target = low + fraction * (high - low)
@@ -125,7 +126,7 @@ def main() -> None:
     from edgenas.cli.output import print_table
 
     searches = [r for r in rows if r["job"].startswith("search")]
-    print_table("gradient search: three targets, one setting (demo space, onnxruntime, 1 thread)",
+    print_table(f"gradient search: three targets, one setting (demo space, {args.latency_backend}, 1 thread)",
                 ["T ms", "E[LAT] ms", "LUT ms", "measured ms", "vs T", "within 10 %", "mode measured ms", "mode vs T",
                  "search s", "peak RSS MiB", "derived"],
                 [(f"{r['target_ms']:.4f}", f"{r['expected_ms']:.4f}", f"{r['predicted_ms']:.4f}",

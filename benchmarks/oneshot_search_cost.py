@@ -47,15 +47,14 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     log = work / "log.txt"
-    data = ["--dataset", args.dataset] + (["--data-dir", args.data_dir] if args.data_dir else [])
-    supernet_s = timed(["supernet", "train", "--space-preset", args.space_preset, *data, "--epochs",
-                        str(args.supernet_epochs), "--seed", str(args.seed), "--out", str(work / "supernet"),
-                        "--quiet"], log)
+    data_dir = ["--data-dir", args.data_dir] if args.data_dir else []
+    supernet_s = timed(["supernet", "train", "--space-preset", args.space_preset, "--dataset", args.dataset,
+                        *data_dir, "--epochs", str(args.supernet_epochs), "--seed", str(args.seed),
+                        "--out", str(work / "supernet"), "--quiet"], log)
     search_s = timed(["search", "--space", "mnas", "--evaluator", "oneshot", "--supernet", str(work / "supernet"),
-                      *(["--data-dir", args.data_dir] if args.data_dir else []), "--strategy", args.strategy,
-                      "--objective", args.objective, "--target-ms", str(args.target_ms), "--budget",
-                      str(args.budget), "--seed", str(args.seed), "--latency-cache", str(work / "latency.sqlite"),
-                      "--out", str(work / "search"), "--quiet"], log)
+                      *data_dir, "--strategy", args.strategy, "--objective", args.objective, "--target-ms",
+                      str(args.target_ms), "--budget", str(args.budget), "--seed", str(args.seed),
+                      "--latency-cache", str(work / "latency.sqlite"), "--out", str(work / "search"), "--quiet"], log)
     record = json.loads((work / "supernet" / "supernet.json").read_text())
     front = json.loads((work / "search" / "front.json").read_text())
     print(f"{args.dataset}, {args.space_preset} space, supernet {record['params']:,} parameters, "

@@ -36,10 +36,6 @@ class ScratchDirectory:
         lock = WriterLock.for_directory(self.path, "scratch directory").acquire()
         self._finalizer = weakref.finalize(self, _remove, self.path, lock)
 
-    @property
-    def name(self) -> str:
-        return str(self.path)
-
     def cleanup(self) -> None:
         self._finalizer()
 

@@ -5,7 +5,9 @@ Prints, from the same numbers:
 2. repeatability of a network's layer sum between builds, and of a layer between its two passes,
 3. correction forms fitted on the calibration networks of one build and judged on its held-out
    networks (each build alone, as a user's build is), and across builds,
-4. what the current form's residuals correlate with (features of the networks).
+4. what the current form's residuals correlate with (features of the networks),
+5. for builds measured in `--rounds`: how far a network's measurements minutes apart repeat, and
+   today's form fitted and judged on one round against the median of all rounds.
 
     .venv/bin/python benchmarks/latency_lut_analysis.py out.json [--markdown]
 """
@@ -188,6 +190,48 @@ def main() -> None:
                                                                                                  "rho"], rows)
     tau = [kendalltau(b.measured[held], b.total[held]).statistic for b in builds]
     print("Kendall tau of the raw layer sum with measured latency: " + " / ".join(f"{t:.3f}" for t in tau))
+    rounds_table(raw, builds, cal, held, form)
+
+
+def rounds_table(raw: list[dict], builds: list[Build], cal: np.ndarray, held: np.ndarray, form) -> None:
+    """Section 5: each build's rounds of end-to-end measurements (minutes apart, same process
+    protocol) against each other, and the LUT judged against one round or the rounds' median."""
+    for index, (data, build) in enumerate(zip(raw, builds)):
+        rounds = data.get("rounds") or []
+        if len(rounds) < 2:
+            continue
+        ms = np.array([[m["ms"] for m in r] for r in rounds])  # rounds x networks
+        rows = []
+        for i, j in itertools.combinations(range(len(rounds)), 2):
+            d = rel(ms[j], ms[i])
+            rows.append((f"{i + 1} vs {j + 1}", f"{100 * d.mean():+.2f} %", f"{100 * d.std():.2f} %",
+                         f"{100 * np.mean(np.abs(d) <= 0.05):.0f} %", f"{100 * np.abs(d).max():.1f} %"))
+        median = np.median(ms, axis=0)
+        for r in range(len(rounds)):
+            d = rel(ms[r], median)
+            rows.append((f"{r + 1} vs median", f"{100 * d.mean():+.2f} %", f"{100 * d.std():.2f} %",
+                         f"{100 * np.mean(np.abs(d) <= 0.05):.0f} %", f"{100 * np.abs(d).max():.1f} %"))
+        print_table(f"5a. Build {index + 1}: end-to-end ms between rounds of measuring", ["rounds", "mean", "sd",
+                                                                                        "within 5 %", "max"], rows)
+        rows = []
+        truths = {**{f"round {r + 1}": ms[r] for r in range(len(rounds))}, f"median of {len(rounds)}": median}
+        for fit_label, fit_ms in truths.items():
+            fit = _with_measured(build, fit_ms)
+            predicted = fit_predict(form, fit, cal[:24], fit, held)
+            for judge_label, judge_ms in truths.items():
+                r = accuracy_report(judge_ms[held], predicted)
+                rows.append((fit_label, judge_label, f"{100 * r['within_10pct']:.0f}", f"{100 * r['within_5pct']:.0f}",
+                             f"{r['kendall_tau']:.3f}", f"{r['max_abs_pct']:.1f}"))
+        print_table(f"5b. Build {index + 1}: today's form fitted on 24 calibration networks, judged on {len(held)} held out",
+                    ["fitted on", "judged against", "within 10 %", "within 5 %", "tau", "max err %"], rows)
+
+
+def _with_measured(build: Build, measured: np.ndarray) -> Build:
+    """The same build with other end-to-end measurements of its networks."""
+    copy = object.__new__(Build)
+    copy.__dict__.update(build.__dict__)
+    copy.measured = measured
+    return copy
 
 
 if __name__ == "__main__":

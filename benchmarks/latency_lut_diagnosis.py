@@ -9,10 +9,14 @@ measurement, so that `latency_lut_analysis.py` can answer, offline and on the sa
 - how far end-to-end measurements of the same network repeat between builds (the floor of any
   predictor's error),
 - how far a network's layer sum repeats between builds (layer-timing noise),
-- which correction forms predict held-out networks best, fitted on the calibration networks only.
+- which correction forms predict held-out networks best, fitted on the calibration networks only,
+- with `--rounds R`, how far a network's measurements minutes apart within one build repeat, and
+  what the LUT's held-out accuracy is against one measurement and against the median of R.
 
     .venv/bin/python benchmarks/latency_lut_diagnosis.py --resolution 224 --builds 3 --json out.json
     .venv/bin/python benchmarks/latency_lut_diagnosis.py --resolution 32 --classes 10 --calibration 24 --json out32.json
+    .venv/bin/python benchmarks/latency_lut_diagnosis.py --resolution 32 --classes 10 --calibration 24 --builds 1 \
+        --rounds 3 --json rounds32.json
 """
 
 from __future__ import annotations
@@ -41,8 +45,25 @@ def _entries(cache: Path) -> dict[str, dict]:
             for layer, shape, ms, data in rows}
 
 
-def one_build(space, archs: list[str], backend: str, cache: Path, log) -> dict:
-    """A build from an empty cache: layers of all `archs` (dealt), then each network measured."""
+def _measure_all(estimator, archs: list[str], use_cache: bool, log, label: str) -> tuple[list[dict], list[float]]:
+    """Every network of `archs` measured end to end, one after another."""
+    measured, seconds = [], []
+    for index, arch in enumerate(archs):
+        start = time.perf_counter()
+        m = estimator.measure(arch, use_cache=use_cache)
+        seconds.append(time.perf_counter() - start)
+        measured.append({"ms": m.latency_ms, "ratio": m.reference_ratio, "noisy": m.noisy,
+                         "reference_ms": m.reference_median_ms, "baseline_ms": m.reference_baseline_ms,
+                         "at": time.time()})
+        if (index + 1) % 10 == 0:
+            log(f"  {label}measured {index + 1}/{len(archs)}")
+    return measured, seconds
+
+
+def one_build(space, archs: list[str], backend: str, cache: Path, log, rounds: int = 1) -> dict:
+    """A build from an empty cache: layers of all `archs` (dealt), then each network measured; with
+    `rounds` > 1 every network is measured again, round after round over all of them, so that a
+    network's repeats lie minutes apart (what a measurement's phase does is what they show)."""
     estimator = make_latency_estimator(space, LatencySettings(backend=backend, mode="lut", cache=str(cache)))
     try:
         lut = estimator.make_lut()
@@ -50,19 +71,11 @@ def one_build(space, archs: list[str], backend: str, cache: Path, log) -> dict:
         timed = lut.fill_dealt(archs, progress=lambda k: log(f"  layers +{k}"))
         layer_s = time.perf_counter() - started
         entries = _entries(cache)
-        measured, measure_s = [], []
-        for index, arch in enumerate(archs):
-            start = time.perf_counter()
-            m = estimator.measure(arch)
-            measure_s.append(time.perf_counter() - start)
-            measured.append({"ms": m.latency_ms, "ratio": m.reference_ratio, "noisy": m.noisy,
-                             "reference_ms": m.reference_median_ms, "baseline_ms": m.reference_baseline_ms,
-                             "at": time.time()})
-            if (index + 1) % 10 == 0:
-                log(f"  measured {index + 1}/{len(archs)}")
+        measured, measure_s = _measure_all(estimator, archs, True, log, "")
+        repeats = [_measure_all(estimator, archs, False, log, f"round {r + 2}: ")[0] for r in range(rounds - 1)]
         return {"layers_timed": timed, "layer_seconds": layer_s, "measure_seconds": measure_s,
                 "device": estimator.measurer.status.device, "runtime": estimator.measurer.status.runtime,
-                "entries": entries, "measured": measured,
+                "entries": entries, "measured": measured, "rounds": [measured, *repeats],
                 "networks": [[f"{s.key}@{s.shape_key}" for s in lut.layers(arch)] for arch in archs]}
     finally:
         estimator.close()
@@ -77,6 +90,8 @@ def main() -> None:
     parser.add_argument("--backend", default="onnxruntime")
     parser.add_argument("--builds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="end-to-end measurements of each network per build, in rounds over all of them")
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
 
@@ -97,7 +112,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for build in range(args.builds):
             log(f"build {build + 1}/{args.builds} from an empty cache")
-            report["builds"].append(one_build(space, archs, args.backend, Path(scratch) / f"cache{build}.sqlite", log))
+            report["builds"].append(one_build(space, archs, args.backend, Path(scratch) / f"cache{build}.sqlite", log,
+                                               args.rounds))
             Path(args.json).write_text(json.dumps(report))  # each finished build is kept
     log("done")
 

@@ -15,6 +15,7 @@ Prints, from the same numbers:
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import json
 import math
@@ -201,22 +202,18 @@ def rounds_table(raw: list[dict], builds: list[Build], cal: np.ndarray, held: np
         if len(rounds) < 2:
             continue
         ms = np.array([[m["ms"] for m in r] for r in rounds])  # rounds x networks
-        rows = []
-        for i, j in itertools.combinations(range(len(rounds)), 2):
-            d = rel(ms[j], ms[i])
-            rows.append((f"{i + 1} vs {j + 1}", f"{100 * d.mean():+.2f} %", f"{100 * d.std():.2f} %",
-                         f"{100 * np.mean(np.abs(d) <= 0.05):.0f} %", f"{100 * np.abs(d).max():.1f} %"))
         median = np.median(ms, axis=0)
-        for r in range(len(rounds)):
-            d = rel(ms[r], median)
-            rows.append((f"{r + 1} vs median", f"{100 * d.mean():+.2f} %", f"{100 * d.std():.2f} %",
-                         f"{100 * np.mean(np.abs(d) <= 0.05):.0f} %", f"{100 * np.abs(d).max():.1f} %"))
+        pairs = [(f"{i + 1} vs {j + 1}", rel(ms[j], ms[i])) for i, j in itertools.combinations(range(len(rounds)), 2)]
+        pairs += [(f"{r + 1} vs median", rel(ms[r], median)) for r in range(len(rounds))]
+        rows = [(label, f"{100 * d.mean():+.2f} %", f"{100 * d.std():.2f} %", f"{100 * np.mean(np.abs(d) <= 0.05):.0f} %",
+                 f"{100 * np.abs(d).max():.1f} %") for label, d in pairs]
         print_table(f"5a. Build {index + 1}: end-to-end ms between rounds of measuring", ["rounds", "mean", "sd",
                                                                                         "within 5 %", "max"], rows)
         rows = []
         truths = {**{f"round {r + 1}": ms[r] for r in range(len(rounds))}, f"median of {len(rounds)}": median}
         for fit_label, fit_ms in truths.items():
-            fit = _with_measured(build, fit_ms)
+            fit = copy.copy(build)
+            fit.measured = fit_ms
             predicted = fit_predict(form, fit, cal[:24], fit, held)
             for judge_label, judge_ms in truths.items():
                 r = accuracy_report(judge_ms[held], predicted)
@@ -224,14 +221,6 @@ def rounds_table(raw: list[dict], builds: list[Build], cal: np.ndarray, held: np
                              f"{r['kendall_tau']:.3f}", f"{r['max_abs_pct']:.1f}"))
         print_table(f"5b. Build {index + 1}: today's form fitted on 24 calibration networks, judged on {len(held)} held out",
                     ["fitted on", "judged against", "within 10 %", "within 5 %", "tau", "max err %"], rows)
-
-
-def _with_measured(build: Build, measured: np.ndarray) -> Build:
-    """The same build with other end-to-end measurements of its networks."""
-    copy = object.__new__(Build)
-    copy.__dict__.update(build.__dict__)
-    copy.measured = measured
-    return copy
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Prints, from the same numbers:
    networks (each build alone, as a user's build is), and across builds,
 4. what the current form's residuals correlate with (features of the networks),
 5. for builds measured in `--rounds`: how far a network's measurements minutes apart repeat, and
-   today's form fitted and judged on one round against the median of all rounds.
+   today's form fitted and judged on one round against the median of all rounds; likewise for
+   the measurements with another end-to-end reference (`--also-reference`).
 
     .venv/bin/python benchmarks/latency_lut_analysis.py out.json [--markdown]
 """
@@ -196,32 +197,44 @@ def main() -> None:
 
 def rounds_table(raw: list[dict], builds: list[Build], cal: np.ndarray, held: np.ndarray, form) -> None:
     """Section 5: each build's rounds of end-to-end measurements (minutes apart, same process
-    protocol) against each other, and the LUT judged against one round or the rounds' median."""
+    protocol) against each other, and the LUT judged against one round or the rounds' median; the
+    same for the measurements with another end-to-end reference (`--also-reference`), taken in the
+    same minutes."""
     for index, (data, build) in enumerate(zip(raw, builds)):
         rounds = data.get("rounds") or []
-        if len(rounds) < 2:
+        settings = [("reference: network", rounds, "ms")]
+        if rounds and rounds[0][0].get("raw_ms") is not None:  # the candidate's own median inside those
+            settings.append(("the same measurements, candidate's own time", rounds, "raw_ms"))
+        if data.get("also_rounds"):
+            settings.append((f"reference: {data['also_reference']}", data["also_rounds"], "ms"))
+        if len(settings) == 1 and len(rounds) < 2:
             continue
-        ms = np.array([[m["ms"] for m in r] for r in rounds])  # rounds x networks
-        median = np.median(ms, axis=0)
-        pairs = [(f"{i + 1} vs {j + 1}", rel(ms[j], ms[i])) for i, j in itertools.combinations(range(len(rounds)), 2)]
-        pairs += [(f"{r + 1} vs median", rel(ms[r], median)) for r in range(len(rounds))]
-        rows = [(label, f"{100 * d.mean():+.2f} %", f"{100 * d.std():.2f} %", f"{100 * np.mean(np.abs(d) <= 0.05):.0f} %",
-                 f"{100 * np.abs(d).max():.1f} %") for label, d in pairs]
-        print_table(f"5a. Build {index + 1}: end-to-end ms between rounds of measuring", ["rounds", "mean", "sd",
-                                                                                        "within 5 %", "max"], rows)
-        rows = []
-        truths = {**{f"round {r + 1}": ms[r] for r in range(len(rounds))}, f"median of {len(rounds)}": median}
-        for fit_label, fit_ms in truths.items():
-            fit = copy.copy(build)
-            fit.measured = fit_ms
-            predicted = fit_predict(form, fit, cal[:24], fit, held)
-            for judge_label, judge_ms in truths.items():
-                r = accuracy_report(judge_ms[held], predicted)
-                rows.append((fit_label, judge_label, f"{100 * r['within_10pct']:.0f}", f"{100 * r['within_5pct']:.0f}",
-                             f"{r['kendall_tau']:.3f}", f"{r['max_abs_pct']:.1f}"))
-        print_table(f"5b. Build {index + 1}: today's form fitted on 24 calibration networks, judged on {len(held)} held out",
-                    ["fitted on", "judged against", "within 10 %", "within 5 %", "tau", "max err %"], rows)
-
+        for setting, rounds, field in settings:
+            ms = np.array([[m[field] for m in r] for r in rounds])  # rounds x networks
+            median = np.median(ms, axis=0)
+            truths = {f"round {r + 1}": ms[r] for r in range(len(rounds))}
+            if len(rounds) > 1:
+                pairs = [(f"{i + 1} vs {j + 1}", rel(ms[j], ms[i]))
+                         for i, j in itertools.combinations(range(len(rounds)), 2)]
+                pairs += [(f"{r + 1} vs median", rel(ms[r], median)) for r in range(len(rounds))]
+                rows = [(label, f"{100 * d.mean():+.2f} %", f"{100 * d.std():.2f} %",
+                         f"{100 * np.mean(np.abs(d) <= 0.05):.0f} %", f"{100 * np.abs(d).max():.1f} %")
+                        for label, d in pairs]
+                print_table(f"5a. Build {index + 1}, {setting}: end-to-end ms between rounds of measuring",
+                            ["rounds", "mean", "sd", "within 5 %", "max"], rows)
+                truths[f"median of {len(rounds)}"] = median
+            rows = []
+            for fit_label, fit_ms in truths.items():
+                fit = copy.copy(build)
+                fit.measured = fit_ms
+                predicted = fit_predict(form, fit, cal[:24], fit, held)
+                for judge_label, judge_ms in truths.items():
+                    r = accuracy_report(judge_ms[held], predicted)
+                    rows.append((fit_label, judge_label, f"{100 * r['within_10pct']:.0f}",
+                                 f"{100 * r['within_5pct']:.0f}", f"{r['kendall_tau']:.3f}", f"{r['max_abs_pct']:.1f}"))
+            print_table(f"5b. Build {index + 1}, {setting}: today's form fitted on 24 calibration networks, judged "
+                        f"on {len(held)} held out", ["fitted on", "judged against", "within 10 %", "within 5 %", "tau",
+                                                      "max err %"], rows)
 
 if __name__ == "__main__":
     main()

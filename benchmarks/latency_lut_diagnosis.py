@@ -45,40 +45,55 @@ def _entries(cache: Path) -> dict[str, dict]:
             for layer, shape, ms, data in rows}
 
 
-def _measure_all(estimator, archs: list[str], use_cache: bool, log, label: str) -> tuple[list[dict], list[float]]:
-    """Every network of `archs` measured end to end, one after another."""
-    measured, seconds = [], []
+def _record(m) -> dict:
+    return {"ms": m.latency_ms, "ratio": m.reference_ratio, "noisy": m.noisy, "reference_ms": m.reference_median_ms,
+            "baseline_ms": m.reference_baseline_ms, "raw_ms": m.median_ms, "at": time.time()}
+
+
+def _measure_all(estimator, archs: list[str], use_cache: bool, log, label: str,
+                 other=None) -> tuple[list[dict], list[float], list[dict]]:
+    """Every network of `archs` measured end to end, one after another; with `other` (an estimator
+    of another end-to-end reference setting) each is measured that way too, right after."""
+    measured, seconds, also = [], [], []
     for index, arch in enumerate(archs):
         start = time.perf_counter()
-        m = estimator.measure(arch, use_cache=use_cache)
+        measured.append(_record(estimator.measure(arch, use_cache=use_cache)))
         seconds.append(time.perf_counter() - start)
-        measured.append({"ms": m.latency_ms, "ratio": m.reference_ratio, "noisy": m.noisy,
-                         "reference_ms": m.reference_median_ms, "baseline_ms": m.reference_baseline_ms,
-                         "at": time.time()})
+        if other is not None:
+            also.append(_record(other.measure(arch, use_cache=use_cache)))
         if (index + 1) % 10 == 0:
             log(f"  {label}measured {index + 1}/{len(archs)}")
-    return measured, seconds
+    return measured, seconds, also
 
 
-def one_build(space, archs: list[str], backend: str, cache: Path, log, rounds: int = 1) -> dict:
+def one_build(space, archs: list[str], backend: str, cache: Path, log, rounds: int = 1,
+              also_reference: str | None = None) -> dict:
     """A build from an empty cache: layers of all `archs` (dealt), then each network measured; with
     `rounds` > 1 every network is measured again, round after round over all of them, so that a
-    network's repeats lie minutes apart (what a measurement's phase does is what they show)."""
+    network's repeats lie minutes apart (what a measurement's phase does is what they show). With
+    `also_reference`, each measurement is followed by one with that end-to-end reference setting
+    ('none': the candidate's own time), so the two settings are compared in the same minutes."""
     estimator = make_latency_estimator(space, LatencySettings(backend=backend, mode="lut", cache=str(cache)))
+    other = None if also_reference is None else make_latency_estimator(space, LatencySettings(
+        backend=backend, mode="lut", cache=str(cache), reference=None if also_reference == "none" else also_reference))
     try:
         lut = estimator.make_lut()
         started = time.perf_counter()
         timed = lut.fill_dealt(archs, progress=lambda k: log(f"  layers +{k}"))
         layer_s = time.perf_counter() - started
         entries = _entries(cache)
-        measured, measure_s = _measure_all(estimator, archs, True, log, "")
-        repeats = [_measure_all(estimator, archs, False, log, f"round {r + 2}: ")[0] for r in range(rounds - 1)]
+        measured, measure_s, also = _measure_all(estimator, archs, True, log, "", other)
+        repeats = [_measure_all(estimator, archs, False, log, f"round {r + 2}: ", other)
+                   for r in range(rounds - 1)]
         return {"layers_timed": timed, "layer_seconds": layer_s, "measure_seconds": measure_s,
                 "device": estimator.measurer.status.device, "runtime": estimator.measurer.status.runtime,
-                "entries": entries, "measured": measured, "rounds": [measured, *repeats],
+                "entries": entries, "measured": measured, "rounds": [measured, *(r[0] for r in repeats)],
+                "also_reference": also_reference, "also_rounds": [also, *(r[2] for r in repeats)] if other else [],
                 "networks": [[f"{s.key}@{s.shape_key}" for s in lut.layers(arch)] for arch in archs]}
     finally:
         estimator.close()
+        if other is not None:
+            other.close()
 
 
 def main() -> None:
@@ -92,6 +107,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=1,
                         help="end-to-end measurements of each network per build, in rounds over all of them")
+    parser.add_argument("--also-reference", default=None, choices=("none", "layer"),
+                        help="measure each network a second time, right after, with this end-to-end reference")
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
 
@@ -113,7 +130,7 @@ def main() -> None:
         for build in range(args.builds):
             log(f"build {build + 1}/{args.builds} from an empty cache")
             report["builds"].append(one_build(space, archs, args.backend, Path(scratch) / f"cache{build}.sqlite", log,
-                                               args.rounds))
+                                               args.rounds, args.also_reference))
             Path(args.json).write_text(json.dumps(report))  # each finished build is kept
     log("done")
 

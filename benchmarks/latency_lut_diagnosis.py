@@ -71,11 +71,11 @@ def one_build(space, archs: list[str], backend: str, cache: Path, log, rounds: i
     """A build from an empty cache: layers of all `archs` (dealt), then each network measured; with
     `rounds` > 1 every network is measured again, round after round over all of them, so that a
     network's repeats lie minutes apart (what a measurement's phase does is what they show). With
-    `also_reference`, each measurement is followed by one with that end-to-end reference setting
-    ('none': the candidate's own time), so the two settings are compared in the same minutes."""
+    `also_reference` ('none', the one setting run so far), each measurement is followed by one with
+    nothing interleaved (the candidate's own time), so the two are compared in the same minutes."""
     estimator = make_latency_estimator(space, LatencySettings(backend=backend, mode="lut", cache=str(cache)))
     other = None if also_reference is None else make_latency_estimator(space, LatencySettings(
-        backend=backend, mode="lut", cache=str(cache), reference=None if also_reference == "none" else also_reference))
+        backend=backend, mode="lut", cache=str(cache), reference=None))
     try:
         lut = estimator.make_lut()
         started = time.perf_counter()
@@ -107,8 +107,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=1,
                         help="end-to-end measurements of each network per build, in rounds over all of them")
-    parser.add_argument("--also-reference", default=None, choices=("none", "layer"),
-                        help="measure each network a second time, right after, with this end-to-end reference")
+    parser.add_argument("--also-reference", default=None, choices=("none",),
+                        help="measure each network a second time, right after, with this end-to-end reference "
+                             "(none: the network's own time, nothing interleaved)")
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
 

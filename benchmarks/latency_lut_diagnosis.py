@@ -67,25 +67,36 @@ def _measure_all(estimator, archs: list[str], use_cache: bool, log, label: str,
 
 
 def one_build(space, archs: list[str], backend: str, cache: Path, log, rounds: int = 1,
-              also_reference: str | None = None) -> dict:
+              also_reference: str | None = None, keep_converted: str | None = None) -> dict:
     """A build from an empty cache: layers of all `archs` (dealt), then each network measured; with
     `rounds` > 1 every network is measured again, round after round over all of them, so that a
     network's repeats lie minutes apart (what a measurement's phase does is what they show). With
     `also_reference` ('none', the one setting run so far), each measurement is followed by one with
-    nothing interleaved (the candidate's own time), so the two are compared in the same minutes."""
-    estimator = make_latency_estimator(space, LatencySettings(backend=backend, mode="lut", cache=str(cache)))
+    nothing interleaved (the candidate's own time), so the two are compared in the same minutes. With
+    `keep_converted`, files converted by an earlier build are timed again instead of converted
+    again (the latency cache is still empty: every timing is fresh), and the networks are converted
+    ahead of their measurements, several at a time where conversion is slow."""
+    estimator = make_latency_estimator(space, LatencySettings(backend=backend, mode="lut", cache=str(cache),
+                                                              keep_converted=keep_converted))
     other = None if also_reference is None else make_latency_estimator(space, LatencySettings(
-        backend=backend, mode="lut", cache=str(cache), reference=None))
+        backend=backend, mode="lut", cache=str(cache), reference=None, keep_converted=keep_converted))
     try:
         lut = estimator.make_lut()
         started = time.perf_counter()
         timed = lut.fill_dealt(archs, progress=lambda k: log(f"  layers +{k}"))
         layer_s = time.perf_counter() - started
         entries = _entries(cache)
+        started = time.perf_counter()
+        converted = estimator.convert_ahead(archs)
+        convert_s = time.perf_counter() - started
+        if converted:
+            log(f"  {converted} networks converted ahead in {convert_s:.0f} s")
         measured, measure_s, also = _measure_all(estimator, archs, True, log, "", other)
         repeats = [_measure_all(estimator, archs, False, log, f"round {r + 2}: ", other)
                    for r in range(rounds - 1)]
         return {"layers_timed": timed, "layer_seconds": layer_s, "measure_seconds": measure_s,
+                "networks_converted_ahead": converted, "convert_seconds": convert_s,
+                "files_reused": estimator.measurer.converted_reused,
                 "device": estimator.measurer.status.device, "runtime": estimator.measurer.status.runtime,
                 "entries": entries, "measured": measured, "rounds": [measured, *(r[0] for r in repeats)],
                 "also_reference": also_reference, "also_rounds": [also, *(r[2] for r in repeats)] if other else [],
@@ -110,6 +121,9 @@ def main() -> None:
     parser.add_argument("--also-reference", default=None, choices=("none",),
                         help="measure each network a second time, right after, with this end-to-end reference "
                              "(none: the network's own time, nothing interleaved)")
+    parser.add_argument("--keep-converted", default=None, metavar="DIR",
+                        help="keep converted files here and reuse them in later builds (timings stay fresh); "
+                             "what makes three LiteRT builds affordable")
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
 
@@ -131,7 +145,7 @@ def main() -> None:
         for build in range(args.builds):
             log(f"build {build + 1}/{args.builds} from an empty cache")
             report["builds"].append(one_build(space, archs, args.backend, Path(scratch) / f"cache{build}.sqlite", log,
-                                               args.rounds, args.also_reference))
+                                               args.rounds, args.also_reference, args.keep_converted))
             Path(args.json).write_text(json.dumps(report))  # each finished build is kept
     log("done")
 

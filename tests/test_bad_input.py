@@ -39,6 +39,8 @@ CASES = [
      "--prepare-workers must be at least 1"),
     ("zero calibration", ["latency", "lut", "build", "--cache", "{tmp}/c.sqlite", "--calibration", "0"],
      "--calibration must be at least 1"),
+    ("kept files in a file", ["latency", "lut", "build", "--cache", "{out}/c.sqlite", "--keep-converted",
+                              "{corrupt}/store.sqlite"], "is a file, not a folder"),
     ("held-out target above 1", ["latency", "lut", "build", "--cache", "{tmp}/c.sqlite", "--target", "1.5"],
      "--target"),
     ("one held-out network", ["latency", "lut", "build", "--cache", "{tmp}/c.sqlite", "--held-out", "1"],

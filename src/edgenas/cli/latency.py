@@ -89,7 +89,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _space(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", default="mnas", help="search space (mnas)")
     parser.add_argument("--classes", type=int, default=1000)
-    add_latency_options(parser, names=("lut-reference", "layer-passes", "calibration", "prepare-workers"))
+    add_latency_options(parser, names=("lut-reference", "layer-passes", "calibration", "prepare-workers",
+                                       "keep-converted"))
 
 
 def _backend_options(args: argparse.Namespace) -> dict:

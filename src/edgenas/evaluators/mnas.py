@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 LATENCY_PREFIX = "latency-"  # `--latency-runs` etc.: `--runs` would read as training runs here
 LATENCY_FLAGS = ("backend", "mode", "threads", "runs", "warmup", "min-seconds", "cache", "calibration",
-                 "layer-passes", "prepare-workers")
+                 "layer-passes", "prepare-workers", "keep-converted")
 
 
 EVALUATOR_KINDS = ("proxy", "oneshot")

@@ -17,6 +17,7 @@ from typing import Any
 from edgenas.errors import UserError
 from edgenas.latency.backends import get_backend
 from edgenas.latency.cache import LatencyCache, Where
+from edgenas.latency.converted import ConvertedFiles
 from edgenas.latency.errors import LatencyError
 from edgenas.latency.lut import LatencyLUT
 from edgenas.latency.lut_check import distinct_sample, drift, judge
@@ -78,6 +79,28 @@ class LatencyEstimator:
         except Exception as error:  # noqa: BLE001 - a search records it, it must not crash
             raise LatencyError(f"latency of '{arch}' failed: {type(error).__name__}: {error}") from error
 
+    def convert_ahead(self, archs: Sequence[str], chunk: int = 8) -> int:
+        """Convert the networks of `archs` not yet measured nor kept, several at a time where the
+        backend's conversion is slow (`Measurer.prepare_many`), so that measuring them one by one
+        afterwards only times. Only with kept files (`--keep-converted`): scratch files would be
+        lost to the measurements. Returns how many were converted."""
+        converted = self.measurer.converted
+        if converted is None:
+            return 0
+        todo = []
+        where = self.where
+        for arch in dict.fromkeys(archs):
+            key = network_key(arch, self.network, self.resolution)
+            if self.cache.get(arch, self.resolution, where) is None and not converted.path(key, self.input_shape).is_file():
+                todo.append((arch, key))
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            models = [(build_network(self.blocks(arch), self.network, self.resolution), self.input_shape)
+                      for arch, _ in part]
+            # A network the backend rejects is left to its measurement, which says so.
+            self.measurer.prepare_many(models, [key for _, key in part])
+        return len(todo)
+
     def measure(self, arch: Arch, use_cache: bool = True) -> Measurement:
         """End to end: from the cache if this exact setting was measured before, else measured now."""
         return measure_arch(self.blocks(arch), self.measurer, self.cache, self.network,
@@ -106,6 +129,7 @@ class LatencyEstimator:
         if self._lut is None:
             self._lut = self.make_lut()
         archs = self.calibration_sample(n)
+        self.convert_ahead(archs)
         measured = [self.measure(arch) for arch in archs]
         reference = next(((m.reference, m.reference_baseline_ms) for m in measured if m.reference), None)
         return self._lut.calibrate(archs, [m.latency_ms for m in measured], reference)
@@ -137,6 +161,7 @@ class LatencyEstimator:
         # Missing layers are timed dealt like any other networks' (as the full build does), not in
         # passes cut from these very networks: that would imitate the network being predicted.
         lut.fill_dealt(archs)
+        self.convert_ahead(archs)
         measured, predicted = [], []
         for arch in archs:
             measured.append(self.measure(arch).latency_ms)
@@ -176,12 +201,20 @@ def measure_arch(arch: Arch, measurer: Measurer, cache: LatencyCache | None, net
         if cached is not None:
             cached.source = "cache"
             return cached
-    model = build_network(blocks, network, resolution)
     shape = (1, network.in_channels, resolution, resolution)
-    measurement = measurer.measure(model, shape, arch, reference=reference)
+    try:
+        item = measurer.prepare(build_network(blocks, network, resolution), shape, network_key(arch, network, resolution))
+    except UserError as error:  # the backend rejected the network (ExportError)
+        raise LatencyError(f"cannot prepare {arch} for {measurer.backend.name}: {error}") from None
+    measurement = measurer.measure(item, shape, arch, reference=reference)
     if cache is not None:
         cache.put(arch, resolution, where, measurement)
     return measurement
+
+
+def network_key(arch: str, network: NetworkConfig, resolution: int) -> str:
+    """What decides the network a string builds: the string, the network configuration, the input."""
+    return f"network {arch} @{resolution} {network!r}"
 
 
 def make_latency_estimator(space: SearchSpace, settings: LatencySettings | None = None) -> LatencyEstimator:
@@ -193,5 +226,7 @@ def make_latency_estimator(space: SearchSpace, settings: LatencySettings | None 
     """
     settings = settings or LatencySettings()
     backend = get_backend(settings.backend, **settings.backend_options())
-    cache = LatencyCache(settings.cache)
-    return LatencyEstimator(space, Measurer(backend, settings.protocol, cache, settings.prepare_workers), cache, settings)
+    converted = ConvertedFiles(settings.keep_converted, backend) if settings.keep_converted else None
+    cache = LatencyCache(settings.cache)  # after every check: it creates the file
+    measurer = Measurer(backend, settings.protocol, cache, settings.prepare_workers, converted)
+    return LatencyEstimator(space, measurer, cache, settings)

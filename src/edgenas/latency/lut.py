@@ -133,7 +133,8 @@ class LatencyLUT:
     def _prepare(self, specs: Sequence[LayerSpec]) -> list[TimingItem]:
         """The layers' files, converted once for all their passes (several at a time where the
         backend's conversion is slow: `Measurer.prepare_many`)."""
-        items = self.measurer.prepare_many([(spec.build(self.config).eval(), spec.input_shape) for spec in specs])
+        items = self.measurer.prepare_many([(spec.build(self.config).eval(), spec.input_shape) for spec in specs],
+                                           [f"layer {spec.key} {self.config!r}" for spec in specs])
         for spec, item in zip(specs, items):
             if isinstance(item, UserError):
                 raise LatencyError(f"cannot time layer {spec.key} at {spec.shape_key}: {item}")

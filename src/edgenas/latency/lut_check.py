@@ -106,6 +106,7 @@ def build_checked(estimator: Any, plan: CheckPlan, progress: Callable[[str], Non
         archs = held_out_sample(estimator, held_out, set(lut.correction["archs"]))
         say(f"round {rounds}: judging on {held_out} held-out networks ({time.monotonic() - started:.0f} s)")
         lut.fill_dealt(archs)
+        estimator.convert_ahead(archs)
         measured = [estimator.measure(arch).latency_ms for arch in archs]
         predicted = [lut.predict(arch) for arch in archs]
         report = judge(measured, predicted, plan.tolerance)

@@ -21,6 +21,7 @@ from torch import nn
 from edgenas.errors import UserError
 from edgenas.latency.backends.base import Backend, BackendStatus, RawTiming, TimingItem, TimingJob
 from edgenas.latency.cache import LatencyCache, Where
+from edgenas.latency.converted import ConvertedFiles
 from edgenas.latency.errors import LatencyError
 from edgenas.latency.measurement import (
     Measurement,
@@ -116,8 +117,13 @@ class Measurer:
     """Measures models on one backend with the interleaved protocol."""
 
     def __init__(self, backend: Backend, protocol: Protocol | None = None,
-                 cache: LatencyCache | None = None, prepare_workers: int | None = None) -> None:
+                 cache: LatencyCache | None = None, prepare_workers: int | None = None,
+                 converted: ConvertedFiles | None = None) -> None:
+        """`converted`: where converted files are kept between runs (see `edgenas.latency.converted`);
+        a model given a key is looked up there before it is converted. None: every file is scratch."""
         self.backend = backend
+        self.converted = converted
+        self.converted_reused = 0  # models whose kept file was timed instead of converting them again
         self.protocol = protocol or Protocol()
         self.cache = cache
         self.prepare_workers = default_prepare_workers(backend) if prepare_workers is None else prepare_workers
@@ -159,42 +165,49 @@ class Measurer:
             return raw.candidate_cpu_ms, raw.reference_cpu_ms, "cpu"
         return raw.candidate_ms, raw.reference_ms, "wall"
 
-    def prepare(self, model: nn.Module, input_shape: Sequence[int]) -> TimingItem:
-        """The model as the backend's file, for measuring it in more than one `measure_many` call."""
-        return self._file(model, input_shape, "model")
+    def prepare(self, model: nn.Module, input_shape: Sequence[int], key: str | None = None) -> TimingItem:
+        """The model as the backend's file, for measuring it in more than one `measure_many` call.
+        `key` names what the model is (with its input shape it must decide the model's structure
+        entirely): with kept files, a file kept under it is reused and a new one is kept."""
+        return self._file(model, input_shape, "model", key)
 
-    def prepare_many(self, models: Sequence[tuple[nn.Module, Sequence[int]]]) -> list[TimingItem | UserError]:
+    def prepare_many(self, models: Sequence[tuple[nn.Module, Sequence[int]]],
+                     keys: Sequence[str | None] | None = None) -> list[TimingItem | UserError]:
         """The models as the backend's files, in order; a model the backend rejects is its
         UserError (ExportError) in its place, so that the caller can say which one it was.
+        `keys` (one per model, as for `prepare`) lets kept files stand in for conversions.
 
         With `prepare_workers` > 1 they are converted that many at a time, in processes spawned on
         first use and kept until `close`. Why: a LiteRT LUT build converts every layer of the space
         (~2 s each, one core each), and nothing is timed while it converts: the passes that time
         the layers start once their files are written, with the converting processes idle.
         """
+        keys = list(keys) if keys is not None else [None] * len(models)
         if self.prepare_workers <= 1:
             done: list[TimingItem | UserError] = []
-            for model, shape in models:
+            for (model, shape), key in zip(models, keys):
                 try:
-                    done.append(self.prepare(model, shape))
+                    done.append(self.prepare(model, shape, key))
                 except UserError as error:
                     done.append(error)
             return done
         from concurrent.futures.process import BrokenProcessPool
 
+        targets = [self._target(shape, "model", key) for (_, shape), key in zip(models, keys)]
         pool = self._prepare_pool()
-        futures = [pool.submit(_prepare_file, self.backend, model, tuple(shape), self._next_path("model"))
-                   for model, shape in models]
+        futures = {i: pool.submit(_prepare_file, self.backend, model, tuple(shape), path)
+                   for i, ((model, shape), (path, kept)) in enumerate(zip(models, targets)) if not kept}
         done = []
-        for future, (_, shape) in zip(futures, models):
+        for i, ((_, shape), (path, _)) in enumerate(zip(models, targets)):
             try:
-                done.append(TimingItem(future.result(), tuple(shape)))
+                done.append(TimingItem(futures[i].result() if i in futures else path, tuple(shape)))
             except UserError as error:
                 done.append(error)
             except BrokenProcessPool:
                 raise LatencyError(f"a process converting models for {self.backend.name} died (out of memory?); "
                                    "run again with --prepare-workers 1") from None
-        self.prepared_in_workers += len(models)
+        self.prepared_in_workers += len(futures)
+        self.converted_reused += len(models) - len(futures)
         return done
 
     def _prepare_pool(self) -> Any:
@@ -211,8 +224,19 @@ class Measurer:
         self._count += 1
         return self._scratch.path / f"{stem}{self._count}{self.backend.suffix}"
 
-    def _file(self, model: nn.Module, input_shape: Sequence[int], stem: str) -> TimingItem:
-        return TimingItem(self.backend.prepare(model, input_shape, self._next_path(stem)), tuple(input_shape))
+    def _target(self, input_shape: Sequence[int], stem: str, key: str | None) -> tuple[Path, bool]:
+        """Where the model's file goes, and whether a kept file is already there."""
+        if key is None or self.converted is None:
+            return self._next_path(stem), False
+        path = self.converted.path(key, input_shape)
+        return path, path.is_file()
+
+    def _file(self, model: nn.Module, input_shape: Sequence[int], stem: str, key: str | None = None) -> TimingItem:
+        path, kept = self._target(input_shape, stem, key)
+        if kept:
+            self.converted_reused += 1
+            return TimingItem(path, tuple(input_shape))
+        return TimingItem(self.backend.prepare(model, input_shape, path), tuple(input_shape))
 
     # --- references -------------------------------------------------------------------------
     def reference(self, kind: str | None, input_shape: Sequence[int]) -> _Reference | None:
@@ -229,7 +253,7 @@ class Measurer:
             raise LatencyError(f"unknown reference '{kind}'; use 'network', 'layer' or none")
         name, model, shape = made
         if name not in self._references:
-            item = self._file(model, shape, "reference")
+            item = self._file(model, shape, "reference", f"reference {name}")
             self._references[name] = _Reference(name, item, self.baseline(name, item))
         return self._references[name]
 
@@ -283,7 +307,7 @@ class Measurer:
                          min_seconds)
 
     # --- measuring --------------------------------------------------------------------------
-    def measure(self, model: nn.Module, input_shape: Sequence[int], what: str = "",
+    def measure(self, model: nn.Module | TimingItem, input_shape: Sequence[int], what: str = "",
                 reference: str | None = "network") -> Measurement:
         """One model, end to end; raises LatencyError with the reason if it cannot be measured."""
         result = next(self.measure_many([(model, input_shape, what)], reference))[1]

@@ -53,6 +53,7 @@ class LatencySettings:
     lut_reference: str = "network"
     layer_passes: int = DEFAULT_LAYER_PASSES
     prepare_workers: int | None = None  # None: `protocol.default_prepare_workers` (not part of any figure)
+    keep_converted: str | None = None  # a folder: converted files kept and reused (`latency.converted`); None: none
 
     def __post_init__(self) -> None:
         if self.backend not in BACKEND_NAMES:
@@ -128,6 +129,9 @@ FLAGS: dict[str, tuple[str, str, type, tuple[str, ...] | None, str]] = {
                         "processes converting LUT layers to the backend's file format at once, before each pass "
                         f"times them (default: one per core, at most {MAX_AUTO_PREPARE_WORKERS}, where conversion "
                         "is slow (litert, adb); else 1)"),
+    "keep-converted": ("settings", "keep_converted", str, None,
+                       "folder where converted model files are kept and reused by later runs, so that a rebuild "
+                       "only times (a LiteRT LUT converts for far longer than it times; default: none kept)"),
 }
 
 

@@ -72,6 +72,27 @@ def test_missing_extra_names_the_pip_install(tmp_path):
     assert "pip install 'edgenas[litert]'" in done.stderr
 
 
+def test_lut_build_keeps_converted_files_and_a_rebuild_into_a_new_cache_reuses_them(tmp_path, capsys):
+    """`--keep-converted DIR` reaches the build: the first build keeps a file per layer, calibration
+    network and the reference; a second build into an empty cache times all of them again (every
+    layer timed now) without writing one new file."""
+    kept = tmp_path / "kept"
+    common = ["--space", "mnas", "--resolution", "32", "--classes", "10", "--runs", "3", "--warmup", "1",
+              "--min-seconds", "0", "--sample", "1", "--calibration", "2", "--held-out", "0",
+              "--keep-converted", str(kept), "--json"]
+    code, out, err = run_cli(["latency", "lut", "build", *common, "--cache", str(tmp_path / "a.sqlite")], capsys)
+    first = json.loads(out)
+    assert code == 0, err
+    files = {p: p.stat().st_mtime_ns for p in kept.rglob("*.onnx")}
+    assert first["kept_files"] == str(kept) and len(files) > first["timed_now"] > 0
+    code, out, err = run_cli(["latency", "lut", "build", *common, "--cache", str(tmp_path / "b.sqlite")], capsys)
+    second = json.loads(out)
+    assert code == 0, err
+    assert second["timed_now"] == first["timed_now"]  # an empty cache: every layer timed again
+    assert {p: p.stat().st_mtime_ns for p in kept.rglob("*.onnx")} == files
+    assert second["kept_files_reused"] == len(files)
+
+
 def test_lut_build_then_validate_json_contract(tmp_path, capsys):
     """`lut build` times the layers and fits the correction (refitting it on every build, from
     cached measurements); `lut validate --json` carries the issue's fields, and the small LUT it

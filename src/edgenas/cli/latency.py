@@ -263,6 +263,8 @@ def _lut_build(args: argparse.Namespace) -> int:
                    "device": estimator.measurer.status.device, "layers": len(set((s.key, s.shape_key) for s in specs)),
                    "timed_now": len(todo), "lut_entries": len(estimator.lut),
                    "prepare_workers": estimator.measurer.prepare_workers,
+                   "kept_files_reused": estimator.measurer.converted_reused,
+                   "kept_files": None if estimator.measurer.converted is None else str(estimator.measurer.converted.folder),
                    "correction": {k: correction.get(k) for k in ("a", "c_per_layer", "d_per_mvalue", "b", "n", "rmse_ms")},
                    "cache": str(estimator.cache.path),
                    "held_out": None if held_out is None else {k: held_out[k] for k in HELD_OUT_SUMMARY}}
@@ -280,6 +282,8 @@ def _lut_build(args: argparse.Namespace) -> int:
                   f"fitted on within +-10 % (target {100 * held_out['target']:.0f} %), "
                   f"{100 * held_out['within_5pct']:.0f} % within +-5 %, Kendall tau {held_out['kendall_tau']:.3f}; "
                   f"{held_out['ended']} after {held_out['rounds']} round(s), {held_out['seconds']:.0f} s")
+        if summary["kept_files"]:
+            print(f"converted files kept in {summary['kept_files']}: {summary['kept_files_reused']} reused")
     return 0
 
 

@@ -175,6 +175,11 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
     ] + [  # seventh round (the fifth's defaults, untried since the replay): larger batches, the
         # entropy bonus's weight
         {"batch_size": 8}, {"batch_size": 10}, {"entropy_weight": 0.01}, {"entropy_weight": 0.06},
+    ] + [  # eighth round (the third round's diagnosis: the advantages shrink late while the bonus does
+        # not): a bonus that decays per update, from today's weight or a larger one, to ~0.01 by the
+        # ~125th update of a 200-query search
+        {"entropy_decay": 0.99}, {"entropy_weight": 0.06, "entropy_decay": 0.985},
+        {"entropy_weight": 0.1, "entropy_decay": 0.98},
     ],
     "reinforce": [
         OLD_DEFAULTS["reinforce"],

@@ -214,6 +214,9 @@ def test_clipped_update_moves_only_samples_inside_the_clip():
     assert strategy.diagnostics()["ratio_max"] > 1.05
 
 
+ENTROPY_HOLDING, DECAY, HELD_SHARE, DECAYED_SHARE = 3.0, 0.9, 0.9, 0.4
+
+
 def _toy_search(strategy, asks: int, optimum=(2, 0, 3, 1, 4, 0), seed: int = 0) -> list[dict]:
     """Ask/tell on a noisy six-decision toy (NAS-Bench-201's shape); the diagnostics of every update."""
     rng = random.Random(seed)
@@ -242,6 +245,22 @@ def test_ppo_ratios_stay_near_the_clip_range_at_the_defaults(seed):
     old = _toy_search(PPO(space, seed=seed, lr=0.03, epochs=4, target_kl=None, entropy_weight=0.1), 400)
     assert (max(u["ratio_max"] for u in old) > 5 * OUTER_BOUNDS[1]
             or min(u["ratio_min"] for u in old) < OUTER_BOUNDS[0] / 5)
+
+
+@pytest.mark.parametrize("cls", [PPO, Reinforce])
+def test_a_decaying_entropy_bonus_lets_the_policy_concentrate_where_a_constant_one_holds_it(cls):
+    """`entropy_decay`: an entropy bonus strong enough to hold the policy near uniform for a whole
+    toy search stops holding it once it has decayed, and the policy concentrates on the optimum."""
+    space = GridSpace((5,) * 6)
+
+    def final(decay: float) -> dict:
+        strategy = cls(space, seed=0, entropy_weight=ENTROPY_HOLDING, entropy_decay=decay)
+        return _toy_search(strategy, 300)[-1]
+
+    held, decayed = final(1.0), final(DECAY)
+    assert held["entropy_share"] > HELD_SHARE, held
+    assert decayed["entropy_share"] < DECAYED_SHARE, decayed
+    assert decayed["entropy_weight"] == pytest.approx(ENTROPY_HOLDING * DECAY ** 59)  # 60 updates of 5
 
 
 def test_kl_early_stop_ends_the_epochs_where_the_kl_passed_its_target():

@@ -118,7 +118,7 @@ def _register_search(commands: argparse._SubParsersAction) -> None:
                         help=f"relative band around T for near-target (default {d.derive_tolerance:g})")
     search.add_argument("--seed", type=int, default=None, help=f"default {d.seed}")
     add_latency_options(search, "latency-", ("backend", "runs", "warmup", "min-seconds", "threads", "cache",
-                                              "calibration", "layer-passes", "prepare-workers"))
+                                              "calibration", "layer-passes", "prepare-workers", "keep-converted"))
     search.add_argument("--out", required=True, help="run directory (history.json, arch_history.png, result.json)")
     search.add_argument("--force", action="store_true", help="search again into a finished --out")
     search.add_argument("--quiet", action="store_true", help="no progress bar")

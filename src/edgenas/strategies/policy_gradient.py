@@ -89,13 +89,15 @@ class PolicyGradientStrategy(Strategy):
         draws: int = 1,
         advantages: str = "spread",
         elites: int = 0,
+        entropy_decay: float = 1.0,
     ) -> None:
         super().__init__(space, seed)
         broken = [f"{name}={value} (needs {bound})" for name, value, ok, bound in (
             ("batch_size", batch_size, batch_size >= 1, ">= 1"), ("lr", lr, lr > 0, "> 0"),
             ("baseline_decay", baseline_decay, 0 <= baseline_decay < 1, "in [0, 1)"),
             ("temperature", temperature, temperature > 0, "> 0"), ("draws", draws, draws >= 1, ">= 1"),
-            ("elites", elites, elites >= 0, ">= 0")) if not ok]
+            ("elites", elites, elites >= 0, ">= 0"),
+            ("entropy_decay", entropy_decay, 0 < entropy_decay <= 1, "in (0, 1]")) if not ok]
         if broken:
             raise UserError(f"controller option {', '.join(broken)}; fix it in --strategy-option")
         if advantages not in ADVANTAGES:
@@ -103,6 +105,7 @@ class PolicyGradientStrategy(Strategy):
         self.batch_size = batch_size
         self.lr = lr
         self.entropy_weight = entropy_weight
+        self.entropy_decay = entropy_decay
         self.baseline_decay = baseline_decay
         self.hidden_size = hidden_size
         self.temperature = temperature
@@ -170,6 +173,14 @@ class PolicyGradientStrategy(Strategy):
         if len(self.batch) >= self.batch_size:
             self._learn()
 
+    @property
+    def entropy_bonus_weight(self) -> float:
+        """The entropy bonus's weight in the coming update: `entropy_weight`, times `entropy_decay`
+        per update made. Why a decay: advantages are in units of the spread of every reward seen,
+        which the poor early architectures set, so late in a search the differences worth following
+        shrink (5-10x on the hard rewards, docs/bench/nb201.md) while a constant bonus does not."""
+        return self.entropy_weight * self.entropy_decay ** self.updates
+
     def _learn(self) -> None:
         indices = torch.tensor([b[0] for b in self.batch])
         values = [b[1] for b in self.batch]
@@ -206,6 +217,8 @@ class PolicyGradientStrategy(Strategy):
             "ratio_min": float(ratio.min()),
             "ratio_max": float(ratio.max()),
             "approx_kl": approx_kl(log_ratio),
+            **({"entropy_weight": self.entropy_weight * self.entropy_decay ** (self.updates - 1)}
+               if self.entropy_decay != 1.0 else {}),
             **stats,
         }
         self.after_update(self.last_update)
@@ -333,6 +346,7 @@ class PolicyGradientStrategy(Strategy):
             # the same for the search to resume (the store refuses a differing one).
             **({"draws": self.draws} if self.draws != 1 else {}),
             **({"advantages": self.advantages} if self.advantages != "spread" else {}),
+            **({"entropy_decay": self.entropy_decay} if self.entropy_decay != 1.0 else {}),
             **({"elites": self.elites} if self.elites else {}),
         }
 
@@ -350,7 +364,7 @@ class Reinforce(PolicyGradientStrategy):
         self, indices: torch.Tensor, advantage: torch.Tensor, old_log_prob: torch.Tensor, drawn: int
     ) -> dict[str, Any]:
         log_prob, entropy = self.policy.evaluate(indices)
-        loss = -(advantage * log_prob).mean() - self.entropy_weight * entropy[:drawn].mean()
+        loss = -(advantage * log_prob).mean() - self.entropy_bonus_weight * entropy[:drawn].mean()
         self._step(loss)
         return {"epochs": 1}
 
@@ -420,7 +434,7 @@ class PPO(PolicyGradientStrategy):
         for _ in range(self.epochs):
             loss = ppo_clipped_loss(log_prob, old_log_prob, advantage, self.clip)
             before = [p.detach().clone() for p in self.policy.parameters()] if self.backtrack else None
-            self._step(loss - self.entropy_weight * entropy[:drawn].mean())
+            self._step(loss - self.entropy_bonus_weight * entropy[:drawn].mean())
             epochs += 1
             log_prob, entropy = self.policy.evaluate(indices)
             if self.target_kl is None or approx_kl(log_prob[:drawn] - start) <= 1.5 * self.target_kl:

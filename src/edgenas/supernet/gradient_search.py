@@ -201,6 +201,7 @@ def identity(settings: SearchSettings, train_part: ImageDataset, arch_part: Imag
     values = settings.to_dict()
     values.pop("data_dir")
     values["latency"].pop("cache")
+    values["latency"].pop("keep_converted")  # where files are kept decides no figure (nor did runs before it)
     return {"job": "edgenas supernet search", **values, "choices": settings.choices(),
             "where": str(estimator.lut.where), "correction": estimator.lut.correction.get("a"),
             "train_data": data_fingerprint(train_part.images, train_part.labels),

@@ -188,6 +188,7 @@ class PolicyGradientStrategy(Strategy):
         mean = float(torch.tensor(values, dtype=torch.float32).mean())  # float32, as the searches so far
         baseline = mean if self.baseline is None else self.baseline
         advantage = self._advantage(values, baseline, [reward for reward, _ in self.best])
+        bonus_weight = self.entropy_bonus_weight  # what this update weighs the entropy with
         with torch.no_grad():  # the entropy of the policy that sampled the batch (chain rule estimate)
             entropy = float(self.policy.evaluate(indices)[1].mean())
         # Self-imitation: the elites better than the baseline join the update, their "old"
@@ -217,8 +218,7 @@ class PolicyGradientStrategy(Strategy):
             "ratio_min": float(ratio.min()),
             "ratio_max": float(ratio.max()),
             "approx_kl": approx_kl(log_ratio),
-            **({"entropy_weight": self.entropy_weight * self.entropy_decay ** (self.updates - 1)}
-               if self.entropy_decay != 1.0 else {}),
+            **({"entropy_weight": bonus_weight} if self.entropy_decay != 1.0 else {}),
             **stats,
         }
         self.after_update(self.last_update)

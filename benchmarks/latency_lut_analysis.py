@@ -2,7 +2,9 @@
 
 Prints, from the same numbers:
 1. repeatability of end-to-end measurements between builds (the floor of any predictor),
-2. repeatability of a network's layer sum between builds, and of a layer between its two passes,
+2. repeatability of a network's layer sum between builds, and of a layer between its two passes;
+   with more passes per layer (`--layer-passes`), the LUT built from each layer's first k passes
+   (and their median) judged on the same end-to-end measurements,
 3. correction forms fitted on the calibration networks of one build and judged on its held-out
    networks (each build alone, as a user's build is), and across builds,
 4. what the current form's residuals correlate with (features of the networks),
@@ -149,6 +151,8 @@ def main() -> None:
     print_table("2b. A layer's two passes within a build", ["build", "entries", "sd pass2/pass1", "median |diff|",
                                                             "layer timing", "per network measured"], rows)
 
+    passes_table(raw, cal, held, FORMS["a*sum + d*act + b (today)"])
+
     baselines = [float(np.median(b.measured / r)) for b, r in zip(builds, ratios)]
     for relative in (False, True):
         rows = []
@@ -193,6 +197,32 @@ def main() -> None:
     tau = [kendalltau(b.measured[held], b.total[held]).statistic for b in builds]
     print("Kendall tau of the raw layer sum with measured latency: " + " / ".join(f"{t:.3f}" for t in tau))
     rounds_table(raw, builds, cal, held, form)
+
+
+def passes_table(raw: list[dict], cal: np.ndarray, held: np.ndarray, form) -> None:
+    """Section 2c: what more timing passes per layer buy, on one build's own numbers. The LUT whose
+    entries are the mean of each layer's first k passes (and, from 3 passes, their median), today's
+    form fitted on 24 calibration networks and judged on the held-out ones against the same
+    end-to-end measurements, so that only the number of passes differs between the rows."""
+    passes = min(len(e.get("passes_ms") or [0]) for b in raw for e in b["entries"].values())
+    if passes < 3:
+        return
+    entry_sets = {f"mean of first {k}": lambda p, k=k: float(np.mean(p[:k])) for k in range(1, passes + 1)}
+    entry_sets[f"median of {passes}"] = lambda p: float(np.median(p))
+    rows = []
+    for label, value in entry_sets.items():
+        reports, taus = [], []
+        for data in raw:
+            entries = {name: {**e, "ms": value(e["passes_ms"])} for name, e in data["entries"].items()}
+            build = Build(data, {"entries": entries})
+            reports.append(accuracy_report(build.measured[held], fit_predict(form, build, cal[:24], build, held)))
+            taus.append(kendalltau(build.measured[held], build.total[held]).statistic)
+        rows.append((label, " / ".join(f"{100 * r['within_10pct']:.0f}" for r in reports),
+                     " / ".join(f"{100 * r['within_5pct']:.0f}" for r in reports),
+                     " / ".join(f"{r['kendall_tau']:.3f}" for r in reports),
+                     " / ".join(f"{r['max_abs_pct']:.1f}" for r in reports), " / ".join(f"{t:.3f}" for t in taus)))
+    print_table(f"2c. Layer entries from fewer passes, today's form fitted on 24, judged on {len(held)} held out "
+                "(per build)", ["entries", "within 10 %", "within 5 %", "tau", "max err %", "raw layer sum: tau"], rows)
 
 
 def rounds_table(raw: list[dict], builds: list[Build], cal: np.ndarray, held: np.ndarray, form) -> None:

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from edgenas.latency import make_latency_estimator
-from edgenas.latency.settings import LatencySettings
+from edgenas.latency.settings import DEFAULT_LAYER_PASSES, LatencySettings
 from edgenas.spaces import get_space
 
 
@@ -67,7 +67,8 @@ def _measure_all(estimator, archs: list[str], use_cache: bool, log, label: str,
 
 
 def one_build(space, archs: list[str], backend: str, cache: Path, log, rounds: int = 1,
-              also_reference: str | None = None, keep_converted: str | None = None) -> dict:
+              also_reference: str | None = None, keep_converted: str | None = None,
+              layer_passes: int = DEFAULT_LAYER_PASSES) -> dict:
     """A build from an empty cache: layers of all `archs` (dealt), then each network measured; with
     `rounds` > 1 every network is measured again, round after round over all of them, so that a
     network's repeats lie minutes apart (what a measurement's phase does is what they show). With
@@ -75,9 +76,11 @@ def one_build(space, archs: list[str], backend: str, cache: Path, log, rounds: i
     nothing interleaved (the candidate's own time), so the two are compared in the same minutes. With
     `keep_converted`, files converted by an earlier build are timed again instead of converted
     again (the latency cache is still empty: every timing is fresh), and the networks are converted
-    ahead of their measurements, several at a time where conversion is slow."""
+    ahead of their measurements, several at a time where conversion is slow. `layer_passes` is
+    the setting of that name (each layer's entry the mean of that many passes)."""
     estimator = make_latency_estimator(space, LatencySettings(backend=backend, mode="lut", cache=str(cache),
-                                                              keep_converted=keep_converted))
+                                                              keep_converted=keep_converted,
+                                                              layer_passes=layer_passes))
     other = None if also_reference is None else make_latency_estimator(space, LatencySettings(
         backend=backend, mode="lut", cache=str(cache), reference=None, keep_converted=keep_converted))
     try:
@@ -124,6 +127,8 @@ def main() -> None:
     parser.add_argument("--keep-converted", default=None, metavar="DIR",
                         help="keep converted files here and reuse them in later builds (timings stay fresh); "
                              "what makes three LiteRT builds affordable")
+    parser.add_argument("--layer-passes", type=int, default=DEFAULT_LAYER_PASSES,
+                        help=f"passes each layer is timed in, its entry their mean (default {DEFAULT_LAYER_PASSES})")
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
 
@@ -140,12 +145,13 @@ def main() -> None:
         print(f"[{time.perf_counter() - started:6.0f} s] {text}", flush=True)
 
     report = {"resolution": args.resolution, "classes": args.classes, "backend": args.backend, "calibration": args.calibration,
-              "archs": archs, "builds": [], "started": time.time()}
+              "layer_passes": args.layer_passes, "archs": archs, "builds": [], "started": time.time()}
     with tempfile.TemporaryDirectory() as scratch:
         for build in range(args.builds):
             log(f"build {build + 1}/{args.builds} from an empty cache")
             report["builds"].append(one_build(space, archs, args.backend, Path(scratch) / f"cache{build}.sqlite", log,
-                                               args.rounds, args.also_reference, args.keep_converted))
+                                               args.rounds, args.also_reference, args.keep_converted,
+                                               args.layer_passes))
             Path(args.json).write_text(json.dumps(report))  # each finished build is kept
     log("done")
 

@@ -11,7 +11,7 @@ import pytest
 from edgenas.latency.cache import LatencyCache
 from edgenas.latency.errors import LatencyError
 from edgenas.latency.estimator import make_latency_estimator
-from edgenas.latency.lut_check import CheckPlan, build_checked, drift, judge
+from edgenas.latency.lut_check import CheckPlan, build_checked, drift, judge, repeatability
 from edgenas.latency.settings import LatencySettings
 from latency_helpers import FAST
 from test_latency_lut import lut_space
@@ -174,3 +174,13 @@ def test_a_build_says_when_its_baseline_came_from_an_untypical_phase(tmp_path):
         later.close()
     assert report["baseline"]["suspect"] is True and report["baseline"]["n"] == 12, report["baseline"]
     assert report["baseline"]["off_pct"] > 20
+
+
+def test_repeatability_compares_each_second_measurement_with_its_first():
+    """Worked by hand: +4 % and +8 % -> mean +6 %, sd 2 %, one of two within 5 %, both within 10 %."""
+    report = repeatability([10.0, 20.0], [10.4, 21.6])
+    assert report["n"] == 2
+    assert report["mean_change_pct"] == pytest.approx(6.0) and report["sd_change_pct"] == pytest.approx(2.0)
+    assert report["within_5pct"] == 0.5 and report["within_tolerance"] == 1.0
+    with pytest.raises(LatencyError, match="pairs of measurements"):
+        repeatability([10.0, 20.0], [10.4])

@@ -47,6 +47,7 @@ def test_measure_json_has_the_contract_fields(tmp_path, capsys):
     (["latency", "measure", *ARCH, "--backend", "ssh", "--host", "board.invalid"], "cannot reach board.invalid"),
     (["latency", "lut", "validate", "--space", "darts", "-n", "2"], "mnas space only"),
     (["latency", "lut", "validate", "-n", "1"], "-n must be at least 2"),
+    (["latency", "lut", "validate", "-n", "2", "--repeat", "3"], "--repeat must be between 0 and -n (2)"),
     (["latency", "lut", "build", "--layer-passes", "0"], "--layer-passes must be at least 1"),
     (["latency", "lut", "build", "--calibration", "0"], "--calibration must be at least 1"),
 ])
@@ -128,10 +129,25 @@ def test_lut_build_then_validate_json_contract(tmp_path, capsys):
     assert err.index("round 1: fitting on 4 calibration") < err.index("round 1: judging on 3 held-out") \
         < err.index("round 1: 4 calibration networks")
 
-    code, out, err = run_cli(["latency", "lut", "validate", *common, "-n", "6", "--calibration", "4", "--json"],
-                             capsys)
+    validate = ["latency", "lut", "validate", *common, "-n", "6", "--calibration", "4", "--json"]
+    code, out, err = run_cli(validate, capsys)
     report = json.loads(out)
     assert code == 0, err
     assert report["n"] == 6 == len(report["pairs"]) and report["calibration_archs"] == 4
     assert report["kendall_tau"] >= 0.4, report
     assert report["within_10pct"] >= 0.15 and report["mean_abs_pct"] <= 25, report
+    assert "repeatability" not in report
+    cached = [p["measured_ms"] for p in report["pairs"]]
+
+    # --repeat 2: the first two networks measured afresh (not read from the cache; timings never
+    # repeat to the last bit), the others read from it; then the two measured again after all six,
+    # and that second figure not stored over the first (a later validation reads the first)
+    code, out, err = run_cli([*validate, "--repeat", "2"], capsys)
+    repeated = json.loads(out)
+    measured = [p["measured_ms"] for p in repeated["pairs"]]
+    again = repeated["repeatability"]
+    assert code == 0 and again["n"] == 2, err
+    assert all(m != c for m, c in zip(measured[:2], cached[:2])) and measured[2:] == cached[2:]
+    assert again["first_ms"] == measured[:2] and all(s != f for s, f in zip(again["second_ms"], measured[:2]))
+    code, out, err = run_cli(validate, capsys)
+    assert code == 0 and [p["measured_ms"] for p in json.loads(out)["pairs"]] == measured, err

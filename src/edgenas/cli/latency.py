@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(validate)
     validate.add_argument("-n", type=int, default=20, help="random architectures to measure")
     validate.add_argument("--seed", type=int, default=1)
+    validate.add_argument("--repeat", type=int, default=0, metavar="K",
+                          help="measure the first K networks afresh and again after all of them, and report how far "
+                               "the device's own measurements repeat (the floor of the LUT's error in this hour)")
     validate.add_argument("--json", action="store_true", help="print one JSON object")
     validate.set_defaults(handler=_lut_validate)
 
@@ -309,12 +312,15 @@ def _lut_validate(args: argparse.Namespace) -> int:
     if args.n < MIN_VALIDATION_ARCHS:  # named as the flag, before the LUT is opened and the bar drawn
         raise UserError(f"-n must be at least {MIN_VALIDATION_ARCHS} (networks to measure and compare), "
                         f"got {args.n}")
+    if not 0 <= args.repeat <= args.n:
+        raise UserError(f"--repeat must be between 0 and -n ({args.n}): networks measured a second time, got {args.repeat}")
     estimator = _estimator(args)
     try:
         estimator.measurer.backend.require()
         with progress_bar() as progress:
-            task = progress.add_task("measuring networks", total=args.n)
-            report = estimator.validate(args.n, seed=args.seed, progress=lambda _: progress.advance(task))
+            task = progress.add_task("measuring networks", total=args.n + args.repeat)
+            report = estimator.validate(args.n, seed=args.seed, progress=lambda _: progress.advance(task),
+                                        repeat=args.repeat)
     finally:
         estimator.close()
     moved = report.get("drift")
@@ -329,4 +335,11 @@ def _lut_validate(args: argparse.Namespace) -> int:
                 ["n", "within 5%", "within 10%", "RMSE ms", "Kendall tau", "max error"],
                 [(report["n"], f"{100 * report['within_5pct']:.1f} %", f"{100 * report['within_10pct']:.1f} %",
                   f"{report['rmse_ms']:.3f}", f"{report['kendall_tau']:.3f}", f"{report['max_abs_pct']:.1f} %")])
+    again = report.get("repeatability")
+    if again:
+        print_table("The device against itself: the first networks measured again, after all of them",
+                    ["n", "mean change", "sd", "within 5%", "within 10%"],
+                    [(again["n"], f"{again['mean_change_pct']:+.1f} %", f"{again['sd_change_pct']:.1f} %",
+                      f"{100 * again['within_5pct']:.1f} %", f"{100 * again['within_tolerance']:.1f} %")])
+        print("The LUT's shares above cannot be read more finely than the device repeats itself in this hour.")
     return 0

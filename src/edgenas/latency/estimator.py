@@ -20,7 +20,7 @@ from edgenas.latency.cache import LatencyCache, Where
 from edgenas.latency.converted import ConvertedFiles
 from edgenas.latency.errors import LatencyError
 from edgenas.latency.lut import LatencyLUT
-from edgenas.latency.lut_check import distinct_sample, drift, judge
+from edgenas.latency.lut_check import distinct_sample, drift, judge, repeatability
 from edgenas.latency.measurement import Measurement
 from edgenas.latency.protocol import Measurer
 from edgenas.latency.settings import LatencySettings
@@ -106,6 +106,10 @@ class LatencyEstimator:
         return measure_arch(self.blocks(arch), self.measurer, self.cache, self.network,
                             self.resolution, self.reference, use_cache)
 
+    def measure_again(self, arch: Arch) -> Measurement:
+        """End to end, afresh, and not stored: a second figure beside the cached one."""
+        return measure_arch(self.blocks(arch), self.measurer, None, self.network, self.resolution, self.reference)
+
     @property
     def lut(self) -> LatencyLUT:
         """The LUT for this space and backend, calibrated on first use."""
@@ -149,13 +153,20 @@ class LatencyEstimator:
         held_out |= set((stored.get("held_out") or {}).get("archs", ()))  # they decided when the build stopped
         return distinct_sample(self.space, rng, n, held_out)
 
-    def validate(self, n: int, seed: int = 1, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    def validate(self, n: int, seed: int = 1, progress: Callable[[str], None] | None = None,
+                 repeat: int = 0) -> dict[str, Any]:
         """Measure `n` random architectures end to end and compare the LUT's predictions with them.
 
-        Returns the shares within +-5 % and +-10 %, RMSE, Kendall's tau, and every pair.
+        Returns the shares within +-5 % and +-10 %, RMSE, Kendall's tau, and every pair. With
+        `repeat` = K, the first K networks are measured afresh (not read from the cache: both figures
+        must come from this hour) and then a second time once all n are done, minutes later, without
+        storing the second over the first; `repeatability` says how far the device's own
+        measurements repeat: the floor of any LUT judged against them.
         """
         if n < MIN_VALIDATION_ARCHS:
             raise LatencyError(f"validation needs at least {MIN_VALIDATION_ARCHS} architectures, got {n}")
+        if not 0 <= repeat <= n:
+            raise LatencyError(f"networks measured again must be between 0 and the {n} validated, got {repeat}")
         lut = self.lut
         archs = self.validation_sample(n, seed)
         # Missing layers are timed dealt like any other networks' (as the full build does), not in
@@ -163,13 +174,20 @@ class LatencyEstimator:
         lut.fill_dealt(archs)
         self.convert_ahead(archs)
         measured, predicted = [], []
-        for arch in archs:
-            measured.append(self.measure(arch).latency_ms)
+        for index, arch in enumerate(archs):
+            measured.append(self.measure(arch, use_cache=index >= repeat).latency_ms)
             predicted.append(lut.predict(arch))
             if progress:
                 progress(arch)
         report = judge(measured, predicted)
         report["drift"] = drift(report, lut.correction.get("held_out"))
+        if repeat:
+            again = []
+            for arch in archs[:repeat]:
+                again.append(self.measure_again(arch).latency_ms)
+                if progress:
+                    progress(arch)
+            report["repeatability"] = repeatability(measured[:repeat], again)
         report.update(backend=self.backend, device=self.measurer.status.device, resolution=self.resolution,
                       space=self.space.name, calibration_archs=lut.correction["n"] if lut.correction else 0,
                       lut_entries=len(lut),

@@ -7,7 +7,11 @@ target lie within the tolerance and time is left, it measures more calibration n
 fit) and more held-out ones (a tighter estimate), refits and judges again. Then it says which
 ended it: the target reached, or the budget spent. The held-out report is stored with the
 correction, so that `lut validate` can tell a LUT whose errors have moved since it was built
-(`drift`), i.e. one the device has drifted from.
+(`drift`), i.e. one the device has drifted from. And a LUT is judged against end-to-end
+measurements that are themselves noisy: on a shared host their repeatability moves from hour to
+hour (docs/bench/latency.md, "LiteRT at 224 with three passes per layer"), so `lut validate
+--repeat K` measures K of its networks a second time and reports how far the measurements repeat
+(`repeatability`): the floor below which no LUT's error can be judged in that hour.
 """
 
 from __future__ import annotations
@@ -150,6 +154,18 @@ def baseline_check(measurements: Sequence[Any], baseline_ms: float | None) -> di
     off = baseline / fast - 1
     return {"baseline_ms": baseline, "reference_p10_ms": fast, "n": len(medians), "off_pct": 100 * off,
             "suspect": bool(off > BASELINE_ABOVE or off < -BASELINE_BELOW)}
+
+
+def repeatability(first: Sequence[float], second: Sequence[float], tolerance: float = 0.10) -> dict[str, Any]:
+    """How far a second end-to-end measurement of the same networks lies from the first: the mean
+    and spread of second / first - 1 (%), and the shares within +-5 % and +-`tolerance`."""
+    if len(first) != len(second) or not first:
+        raise LatencyError(f"repeatability needs pairs of measurements, got {len(first)} and {len(second)}")
+    change = np.asarray(second, dtype=float) / np.asarray(first, dtype=float) - 1
+    return {"n": len(change), "mean_change_pct": float(100 * change.mean()), "sd_change_pct": float(100 * change.std()),
+            "within_5pct": float(np.mean(np.abs(change) <= 0.05)),
+            "within_tolerance": float(np.mean(np.abs(change) <= tolerance)), "tolerance": tolerance,
+            "first_ms": list(map(float, first)), "second_ms": list(map(float, second))}
 
 
 def drift(validation: dict[str, Any], held_out: dict[str, Any] | None) -> dict[str, Any] | None:

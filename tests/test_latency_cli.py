@@ -97,7 +97,7 @@ def test_lut_build_keeps_converted_files_and_a_rebuild_into_a_new_cache_reuses_t
 def test_lut_build_then_validate_json_contract(tmp_path, capsys):
     """`lut build` times the layers and fits the correction (refitting it on every build, from
     cached measurements); `lut validate --json` carries the issue's fields, and the small LUT it
-    judges is a working one.
+    judges is a working one; `--repeat K` measures K networks afresh and twice.
 
     Floors, from what this shared 2-core machine gave (load 1-3.5, mnas at 48 px, 6 networks, 7 runs
     of this test and of the same commands by hand): Kendall's tau 0.73-1.0, within +-10 % 0.33-0.83,

@@ -63,3 +63,15 @@ def test_demo_bad_budget_is_one_line(tmp_path, capsys):
     code, stdout, stderr = _demo(tmp_path / "demo", tmp_path / "latency.sqlite", capsys, budget=0)
     assert code == 2 and "--budget" in stderr and len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "demo").exists()
+
+
+def test_the_demo_states_the_luts_error_as_the_summary_line_and_report_do(tmp_path, capsys):
+    from edgenas.cli.demo import print_front
+
+    # A LUT that predicted half the measured time is 50 % under it (front.json's "error"),
+    # not "+100 %" (the measurement over the prediction), which is what the table once printed.
+    row = {"arch": "ds_r1_k3_s2_c16", "accuracy": 0.7, "predicted_ms": 0.05, "measured_ms": 0.1,
+           "error": 0.05 / 0.1 - 1, "params": 1000, "trials": 3}
+    print_front([row], tmp_path)
+    stdout = capsys.readouterr().out
+    assert "-50.0 %" in stdout and "+100" not in stdout, stdout

@@ -269,6 +269,25 @@ def test_bad_supernet_input_is_one_line_and_writes_nothing(tiny_supernet, tmp_pa
         assert not out.exists(), argv
 
 
+def test_the_advice_for_a_corrupt_supernet_is_a_command_that_replaces_it(tmp_path, capsys):
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / WEIGHTS).write_bytes(b"half a file")
+    search = ["search", "--space", "mnas", "--evaluator", "oneshot", "--strategy", "random", "--budget", "1",
+              "--supernet", corrupt, "--out", tmp_path / "s"]
+    code, _out, err = run_cli(search, capsys)
+    _one_line(code, err, "not a readable supernet")
+    advice = err.split("train a new one: edgenas ")[1].split()
+    assert advice == ["supernet", "train", "--out", str(corrupt), "--force"], err
+    tiny = ["--dataset", "digits", "--subset", "300", "--max-steps", "2", "--batch-size", "32",
+            "--train-device", "cpu", "--quiet"]
+    code, _out, err = run_cli([*advice, *TINY, *tiny], capsys)
+    assert code == 0, err
+    from edgenas.supernet.training import load_supernet
+
+    load_supernet(corrupt)  # readable now
+
+
 def test_supernet_train_passes_its_warm_up_to_the_training():
     from edgenas.cli.main import build_parser
     from edgenas.cli.supernet import settings_from_args

@@ -215,9 +215,11 @@ def load_supernet(directory: str | Path) -> tuple[Supernet, dict[str, Any]]:
     """The trained supernet of `directory` (eval mode, CPU) and its record; UserError for anything
     that is not one (missing, half-written, corrupt, another kind of file)."""
     path = Path(directory) / WEIGHTS
-    fix = f"train one: edgenas supernet train --out {directory}"
     if not path.is_file():
-        raise UserError(f"{directory} holds no trained supernet ({WEIGHTS} missing); {fix}")
+        raise UserError(f"{directory} holds no trained supernet ({WEIGHTS} missing); "
+                        f"train one: edgenas supernet train --out {directory}")
+    # The file is there, so training into the same directory needs --force to replace it.
+    fix = f"train a new one: edgenas supernet train --out {directory} --force"
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file is the same answer

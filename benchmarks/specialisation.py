@@ -9,6 +9,14 @@ table answers: which architecture each search picked (its best reward), what it 
 runtime, and whether the pick of one runtime's search is also the best of the measured union on
 the other runtime (and how much reward is lost if it is not).
 
+Two searches differ in what they happen to find as much as in the runtime they searched for (the
+six seeds in docs/bench/supernet.md: the better search's pick won on both runtimes), so the
+script also compares the runtimes on one shared pool (`--pool-top K`): every architecture either
+search evaluated (one-shot accuracy from the same supernet, so the same number in both), ranked
+by each runtime's LUT reward; the top K of each ranking are measured end to end on every runtime,
+and the table says whether each runtime's best of that pool is the other's, and what taking the
+other runtime's best costs. Only the latency differs between the two rankings.
+
     python benchmarks/specialisation.py --supernet runs/demo/supernet --target-ms 0.2 --budget 300
 
 Without `--supernet` it trains the demo's supernet (digits, demo preset, 8 epochs) into WORK.
@@ -46,6 +54,10 @@ def main() -> None:
     parser.add_argument("--cache", default=None, help="latency cache (default: the per-user one)")
     parser.add_argument("--work", default="/tmp/edgenas-specialisation")
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--pool-top", type=int, default=5,
+                        help="the pool comparison: measure each runtime's top K of the shared pool (0: skip)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="measure every architecture end to end now, not from earlier measurements in the cache")
     args = parser.parse_args()
 
     from dataclasses import replace
@@ -71,6 +83,7 @@ def main() -> None:
     fronts: dict[str, list] = {}
     picks: dict[str, str] = {}
     pick_accuracy: dict[str, float] = {}
+    pool: dict[str, float] = {}  # every architecture either search evaluated -> its one-shot accuracy
     for backend in backends:
         run_dir = work / f"search-{backend}-{args.objective}-{args.target_ms:g}-{args.budget}-{args.seed}"
         edgenas("search", "--space", "mnas", "--evaluator", "oneshot", "--supernet", str(supernet_dir),
@@ -80,6 +93,8 @@ def main() -> None:
         with Store.open_existing(run_dir) as store:
             fronts[backend] = store.pareto()
             best = store.best()
+            for trial in store.trials("ok"):
+                pool.setdefault(trial.arch, float(trial.accuracy))
         assert best is not None
         picks[backend] = best.arch
         pick_accuracy[best.arch] = float(best.accuracy)
@@ -91,17 +106,34 @@ def main() -> None:
     # out-reward one that dominates it.
     accuracy.update(pick_accuracy)
     union = sorted(accuracy)
-    measured: dict[str, dict[str, float]] = {}
-    for backend in backends:
-        protocol = Protocol() if args.runs is None else replace(Protocol(), runs=args.runs)
-        estimator = make_latency_estimator(space, LatencySettings(backend=backend, mode="measure", protocol=protocol,
-                                                                  cache=args.cache))
-        measured[backend] = {}
-        for arch in union:
-            result = estimator.latency(space.decode(arch))
-            measured[backend][arch] = float(getattr(result, "latency_ms", result.median_ms))
-        estimator.close()
     objective = make_objective(args.objective, args.target_ms)
+
+    def latencies(backend: str, mode: str, archs: list[str]) -> dict[str, float]:
+        protocol = Protocol() if args.runs is None else replace(Protocol(), runs=args.runs)
+        estimator = make_latency_estimator(space, LatencySettings(backend=backend, mode=mode, protocol=protocol,
+                                                                  cache=args.cache))
+        def figure(arch: str) -> float:
+            blocks = space.decode(arch)
+            result = estimator.measure(blocks, use_cache=False) if mode == "measure" and args.fresh \
+                else estimator.latency(blocks)
+            return float(getattr(result, "latency_ms", result.median_ms))
+
+        try:
+            return {arch: figure(arch) for arch in archs}
+        finally:
+            estimator.close()
+
+    # The shared pool, ranked by each runtime's LUT reward; its top K of each ranking join the
+    # architectures measured end to end.
+    top: dict[str, list[str]] = {}
+    if args.pool_top > 0:
+        for backend in backends:
+            predicted = latencies(backend, "lut", sorted(pool))
+            scored = {a: objective.reward(TrialResult(accuracy=pool[a], latency_ms=predicted[a])) for a in pool}
+            top[backend] = sorted(pool, key=lambda a: scored[a], reverse=True)[:args.pool_top]
+        accuracy.update({a: pool[a] for ranked in top.values() for a in ranked})
+        union = sorted(accuracy)
+    measured = {backend: latencies(backend, "measure", union) for backend in backends}
 
     def reward(arch: str, backend: str) -> float:
         result = TrialResult(accuracy=accuracy[arch], latency_ms=measured[backend][arch])
@@ -134,9 +166,26 @@ def main() -> None:
         ratio = [measured[b][x] / measured[a][x] for x in union]
         print(f"\nKendall tau of measured latency, {a} vs {b}, over the {len(union)} front architectures: {tau:.3f}; "
               f"{b}/{a} latency ratio {min(ratio):.2f}-{max(ratio):.2f}")
+    pool_best: dict[str, str] = {}
+    if top:
+        shortlist = sorted({a for ranked in top.values() for a in ranked})
+        pool_best = {b: max(shortlist, key=lambda a: reward(a, b)) for b in backends}
+        print(f"\nthe shared pool: {len(pool)} architectures evaluated by the searches; each runtime's top "
+              f"{args.pool_top} by LUT reward, {len(shortlist)} in all, measured end to end on every runtime")
+        print("| measured on | best of the pool's shortlist | one-shot acc | its reward | "
+              "the other runtimes' best: reward here | same architecture |")
+        print("|---|---|---|---|---|---|")
+        for backend in backends:
+            mine = pool_best[backend]
+            others = [pool_best[b] for b in backends if b != backend]
+            print(f"| {backend} | `{mine}` | {accuracy[mine]:.3f} | {reward(mine, backend):.4f} | "
+                  + ", ".join(f"{reward(o, backend):.4f} ({reward(o, backend) - reward(mine, backend):+.4f})"
+                              for o in others)
+                  + f" | {'yes' if all(o == mine for o in others) else 'no'} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"picks": picks, "accuracy": accuracy, "measured": measured,
-                                               "best_measured": best_measured}, indent=1))
+                                               "best_measured": best_measured, "pool_size": len(pool),
+                                               "pool_top": top, "pool_best": pool_best}, indent=1))
 
 
 if __name__ == "__main__":

@@ -131,9 +131,11 @@ def main() -> None:
             predicted = latencies(backend, "lut", sorted(pool))
             scored = {a: objective.reward(TrialResult(accuracy=pool[a], latency_ms=predicted[a])) for a in pool}
             top[backend] = sorted(pool, key=lambda a: scored[a], reverse=True)[:args.pool_top]
-        accuracy.update({a: pool[a] for ranked in top.values() for a in ranked})
-        union = sorted(accuracy)
-    measured = {backend: latencies(backend, "measure", union) for backend in backends}
+    # `union` (the fronts and the picks) stays what the first tables compare; the shortlist is
+    # measured beside it.
+    shortlist = sorted({a for ranked in top.values() for a in ranked})
+    accuracy.update({a: pool[a] for a in shortlist})
+    measured = {backend: latencies(backend, "measure", sorted(set(union) | set(shortlist))) for backend in backends}
 
     def reward(arch: str, backend: str) -> float:
         result = TrialResult(accuracy=accuracy[arch], latency_ms=measured[backend][arch])
@@ -168,7 +170,6 @@ def main() -> None:
               f"{b}/{a} latency ratio {min(ratio):.2f}-{max(ratio):.2f}")
     pool_best: dict[str, str] = {}
     if top:
-        shortlist = sorted({a for ranked in top.values() for a in ranked})
         pool_best = {b: max(shortlist, key=lambda a: reward(a, b)) for b in backends}
         print(f"\nthe shared pool: {len(pool)} architectures evaluated by the searches; each runtime's top "
               f"{args.pool_top} by LUT reward, {len(shortlist)} in all, measured end to end on every runtime")

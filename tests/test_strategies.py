@@ -517,10 +517,71 @@ def test_bad_strategy_settings():
         make_strategy("bayes", space)
     with pytest.raises(UserError, match="sample size"):
         make_strategy("evolution", space, population_size=3, sample_size=5)
+    with pytest.raises(UserError, match="initial >= 1"):
+        make_strategy("local", space, initial=0)
     with pytest.raises(UserError, match="strategy 'random'"):
         make_strategy("random", space, lr=0.1)
     with pytest.raises(UserError, match="unknown advantages 'median': choose one of spread, batch, moving, rank"):
         make_strategy("ppo", space, advantages="median")
+
+
+# ---- local search -------------------------------------------------------------------------------
+def _hamming(a: Sequence[int], b: Sequence[int]) -> int:
+    return sum(x != y for x, y in zip(a, b))
+
+
+def test_local_search_sweeps_the_neighbours_of_its_best_start_then_moves_to_the_best_neighbour():
+    space = GridSpace((4, 3, 5))
+    ls = make_strategy("local", space, seed=3, initial=4)
+    start = [ls.ask() for _ in range(4)]
+    rewards = [0.2, 0.7, 0.1, 0.4]
+    for c, r in zip(start, rewards):
+        ls.tell(c.arch, r)
+    best = start[1].indices
+    # Every architecture one decision away from the start's best, each once: (4-1)+(3-1)+(5-1) = 9.
+    sweep = [ls.ask() for _ in range(9)]
+    assert sorted(c.indices for c in sweep) == sorted(
+        best[:d] + (k,) + best[d + 1:] for d, n in enumerate((4, 3, 5)) for k in range(n) if k != best[d])
+    winner = sweep[5]
+    for k, c in enumerate(sweep):
+        ls.tell(c.arch, 0.9 if k == 5 else (None if k == 0 else 0.5))  # one neighbour failed
+    # The next sweep is around the best neighbour: every proposal is one decision from it and two
+    # at most from the start's best.
+    nxt = [ls.ask() for _ in range(9)]
+    assert {_hamming(c.indices, winner.indices) for c in nxt} == {1}
+    assert len({c.indices for c in nxt}) == 9 and winner.indices not in {c.indices for c in nxt}
+    assert ls.diagnostics() == {"moves": 1, "restarts": 0}
+
+
+def test_local_search_restarts_from_a_random_sample_at_a_local_optimum():
+    space = GridSpace((4, 4, 4, 4))
+    ls = make_strategy("local", space, seed=0, initial=2)
+    a, b = ls.ask(), ls.ask()
+    ls.tell(a.arch, 0.5)
+    ls.tell(b.arch, 0.3)
+    neighbours = [ls.ask() for _ in range(12)]
+    assert all(_hamming(c.indices, a.indices) == 1 for c in neighbours)
+    for c in neighbours:
+        ls.tell(c.arch, 0.5)  # none beats the current one (a tie is no move): a local optimum
+    assert ls.diagnostics() == {"moves": 0, "restarts": 1}
+    fresh = [ls.ask() for _ in range(2)]  # a new random start, not more neighbours of `a`
+    assert any(_hamming(c.indices, a.indices) > 1 for c in fresh)
+    for c, r in zip(fresh, (0.1, 0.2)):
+        ls.tell(c.arch, r)
+    # The restart climbs from its own best even though `a` was better: a new basin.
+    assert all(_hamming(c.indices, fresh[1].indices) == 1 for c in (ls.ask() for _ in range(12)))
+
+
+def test_local_search_climbs_to_the_optimum_of_a_separable_reward_through_the_loop():
+    space = GridSpace((4, 3, 5, 4))
+    optimum = (3, 0, 2, 1)
+    outcome = run_search(space, make_strategy("local", space, seed=1, initial=3), ToyEvaluator(optimum),
+                         make_objective("accuracy"), 40)
+    best = max(outcome.trials, key=lambda t: t.reward)
+    assert space.indices_from_arch(best.arch) == optimum
+    # Each sweep proposes the 12 neighbours, some already evaluated (free): 40 evaluations of a
+    # 240-architecture space reach the optimum from any start in four moves.
+    assert outcome.trials[-1].metrics["strategy"]["moves"] >= 1
 
 
 # ---- state round trips -------------------------------------------------------------------------
@@ -530,7 +591,7 @@ def _round_trip(state):
     return torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
 
 
-@pytest.mark.parametrize("name", ["ppo", "reinforce", "random", "evolution", "ppo:rank", "ppo:moving", "ppo:elites"])
+@pytest.mark.parametrize("name", ["ppo", "reinforce", "random", "evolution", "local", "ppo:rank", "ppo:moving", "ppo:elites"])
 def test_state_dict_round_trip_continues_identically(name):
     # "ppo:rank": PPO with that form of advantages, whose window / moving spread the state carries;
     # "ppo:elites": PPO replaying its best architectures so far, which the state carries.
@@ -543,6 +604,8 @@ def test_state_dict_round_trip_continues_identically(name):
         options["advantages"] = variant
     if name == "evolution":
         options = {"population_size": 4, "sample_size": 2}
+    if name == "local":
+        options = {"initial": 3}
     original = make_strategy(name, space, seed=7, **options)
     for k in range(10):
         c = original.ask()

@@ -12,6 +12,7 @@ from edgenas.errors import UserError
 from edgenas.spaces.base import SearchSpace
 from edgenas.strategies.base import Candidate, Strategy
 from edgenas.strategies.evolution import RegularizedEvolution
+from edgenas.strategies.local_search import LocalSearch
 from edgenas.strategies.policy_gradient import PPO, PolicyGradientStrategy, Reinforce
 from edgenas.strategies.random_search import RandomSearch
 from edgenas.util.registry import lookup
@@ -21,6 +22,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "reinforce": Reinforce,
     "random": RandomSearch,
     "evolution": RegularizedEvolution,
+    "local": LocalSearch,
 }
 
 
@@ -36,6 +38,7 @@ __all__ = [
     "PPO",
     "STRATEGIES",
     "Candidate",
+    "LocalSearch",
     "PolicyGradientStrategy",
     "RandomSearch",
     "RegularizedEvolution",

@@ -91,3 +91,19 @@ def test_report_shows_entropy_and_repeat_rate_over_the_search(tmp_path):
     # trial | proposals | repeat rate | since last row | entropy (nats) | share | updates | ...
     assert int(last[1]) == rows[-1]["asks"] and float(last[2]) == round(rows[-1]["repeat_rate"], 2)
     assert float(last[4]) == round(rows[-1]["entropy"], 2) and int(last[6]) == rows[-1]["updates"]
+
+
+def test_report_shows_the_columns_the_strategy_reports_and_no_others(tmp_path):
+    # Local search reports its climb (moves, restarts), not a policy: the table has those
+    # columns and none of the controller's, and its moves match the strategy's own count.
+    space = get_space("nb201")
+    objective = make_objective("mnas-soft", target_ms=4.0)
+    strategy = make_strategy("local", space, seed=0, initial=3)
+    with Store.create_or_resume(tmp_path / "run", {"space": "nb201", "objective": objective.config()}) as store:
+        run_search(space, strategy, CountingEvaluator(), objective, 60, store=store)
+    text = write_report(tmp_path / "run").markdown.read_text()
+    table = text.split("## Strategy over the search")[1]
+    header = next(line for line in table.splitlines() if line.startswith("| trial |"))
+    assert header.endswith("| moves | restarts |") and "entropy" not in header and "ratio" not in header
+    last = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()][-1].split(" | ")
+    assert strategy.moves >= 1 and int(last[4]) == strategy.moves and int(last[5].rstrip(" |")) == strategy.restarts

@@ -66,7 +66,7 @@ def search_dynamics(trials: list[TrialRecord]) -> list[dict[str, Any]]:
     `trial` (1, 2, ... in that order), `id`, `asks`, `repeats`, `repeat_rate` (over the run so far),
     `window_repeat_rate` (of the proposals since the previous finished trial) and whatever the
     strategy reported (`entropy`, `entropy_share`, `ratio_min`, `ratio_max`, `approx_kl`, `epochs`,
-    `updates` for the controllers)."""
+    `updates` for the controllers; `moves`, `restarts` for local search)."""
     recorded = [t for t in trials if t.status != "running" and isinstance(t.metrics.get("search"), dict)]
     recorded.sort(key=lambda t: (t.metrics["search"].get("asks", 0), t.finished or 0.0, t.id))
     rows: list[dict[str, Any]] = []
@@ -205,6 +205,15 @@ def _number(value: Any, spec: str) -> str:
     return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
 
 
+# What a strategy may report of itself (`Strategy.diagnostics()`), as report columns: the
+# controllers' update and policy, local search's climb. A column appears when the run has it.
+STRATEGY_COLUMNS = (
+    ("entropy", "entropy (nats)", ".2f"), ("entropy_share", "entropy share", ".2f"), ("updates", "updates", "d"),
+    ("ratio_min", "ratio min", ".3f"), ("ratio_max", "ratio max", ".3f"), ("approx_kl", "approx KL", ".4f"),
+    ("epochs", "epochs", "d"), ("moves", "moves", "d"), ("restarts", "restarts", "d"),
+)
+
+
 def _dynamics_table(rows: list[dict[str, Any]], points: int = 10) -> list[str]:
     """About `points` rows, evenly over the search, the last trial always among them."""
     if not rows:
@@ -213,23 +222,26 @@ def _dynamics_table(rows: list[dict[str, Any]], points: int = 10) -> list[str]:
     picked = rows[step - 1:: step]
     if picked[-1] is not rows[-1]:
         picked.append(rows[-1])
+    columns = [c for c in STRATEGY_COLUMNS if any(c[0] in r for r in rows)]
+    reported = {c[0] for c in columns}
     lines = ["", "## Strategy over the search", "",
              "Repeat rate: the share of proposals that were architectures already evaluated (or in "
-             "flight), which cost no evaluation; near 1 the strategy has stopped exploring. Entropy: "
-             "of the controller's policy (nats; share of the uniform policy's), with the probability "
-             "ratios p_new / p_old of its last update's batch, the approximate KL and the epochs run.",
-             "", "| trial | proposals | repeat rate (so far) | repeat rate (since last row) | entropy (nats) | "
-             "entropy share | updates | ratio min | ratio max | approx KL | epochs |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "flight), which cost no evaluation; near 1 the strategy has stopped exploring."]
+    if "entropy" in reported:
+        lines[-1] += (" Entropy: of the controller's policy (nats; share of the uniform policy's), with the "
+                      "probability ratios p_new / p_old of its last update's batch, the approximate KL and the "
+                      "epochs run.")
+    if "moves" in reported:
+        lines[-1] += (" Moves: local search's steps to a better neighbour; restarts: its fresh random starts "
+                      "from a local optimum.")
+    lines += ["", "| trial | proposals | repeat rate (so far) | repeat rate (since last row) | "
+              + "".join(f"{header} | " for _, header, _ in columns).rstrip(),
+              "|---|---|---|---|" + "---|" * len(columns)]
     previous_asks = previous_repeats = 0
     for r in picked:
         new = r["asks"] - previous_asks
         since = (r["repeats"] - previous_repeats) / new if new > 0 else 0.0
-        lines.append(
-            f"| {r['trial']} | {r['asks']} | {r['repeat_rate']:.2f} | {since:.2f} | {_number(r.get('entropy'), '.2f')} | "
-            f"{_number(r.get('entropy_share'), '.2f')} | {_number(r.get('updates'), 'd')} | "
-            f"{_number(r.get('ratio_min'), '.3f')} | {_number(r.get('ratio_max'), '.3f')} | "
-            f"{_number(r.get('approx_kl'), '.4f')} | {_number(r.get('epochs'), 'd')} |"
-        )
+        lines.append(f"| {r['trial']} | {r['asks']} | {r['repeat_rate']:.2f} | {since:.2f} |"
+                     + "".join(f" {_number(r.get(key), spec)} |" for key, _, spec in columns))
         previous_asks, previous_repeats = r["asks"], r["repeats"]
     return lines

@@ -78,9 +78,11 @@ class LocalSearch(Strategy):
             self.current, self.current_reward = best
             self.queue = self.neighbours(self.current)
             self.rng.shuffle(self.queue)
-        else:
-            self.restarts += 1
-            self.current, self.current_reward, self.to_draw = None, WORST, self.initial
+            if self.queue:
+                return
+        # A local optimum (or a space where nothing is one decision away): start over.
+        self.restarts += 1
+        self.current, self.current_reward, self.to_draw = None, WORST, self.initial
 
     def neighbours(self, indices: tuple[int, ...]) -> list[tuple[int, ...]]:
         """Every architecture that differs from `indices` in exactly one decision."""

@@ -3,7 +3,9 @@
 Why it is here: on NAS benchmarks this simple hill climber is one of the strongest black-box
 baselines (White, Nolen, Zela & Hutter, 2021, "Local search is state of the art for neural
 architecture search benchmarks"), so it is the yardstick a controller has to be measured against,
-not only random search. It needs no tuning beyond the size of its starting sample.
+not only random search. It needs no tuning beyond the size of its starting sample (`initial`,
+chosen like every other default by the held-out protocol of `benchmarks/nb201_strategies.py`;
+docs/bench/nb201.md).
 
 The procedure: draw `initial` architectures at random and take the best; evaluate every neighbour
 of the current architecture (each decision changed to each other choice, in random order); move to

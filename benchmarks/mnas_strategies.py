@@ -1,6 +1,7 @@
 """Do the strategy defaults chosen on NAS-Bench-201 serve a MnasNet-space search? (issue 11)
 
-The defaults of PPO, REINFORCE and evolution were tuned on NB201 tables (docs/bench/nb201.md).
+The defaults of PPO, REINFORCE, evolution and local search were tuned on NB201 tables
+(docs/bench/nb201.md).
 This runs the same strategies, at their library defaults, on the MnasNet space through the
 one-shot evaluator of a trained supernet (`edgenas supernet train`): accuracy with inherited
 weights, latency from the LUT of a latency cache, the MnasNet reward (`--objective`, `--target-ms`),
@@ -57,7 +58,7 @@ def main() -> int:
     parser.add_argument("--budget", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=1000)
-    parser.add_argument("--strategies", default="random,evolution,reinforce,ppo",
+    parser.add_argument("--strategies", default="random,evolution,local,reinforce,ppo",
                         help="comma-separated; NAME:KEY=VALUE[:KEY=VALUE...] runs a strategy at other options "
                              "(e.g. ppo:elites=0:target_kl=0.03)")
     args = parser.parse_args()

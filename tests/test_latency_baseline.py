@@ -82,9 +82,10 @@ def test_a_new_baseline_rescales_layers_measurements_and_corrections_alike(built
 
 def test_retake_through_the_cli_times_the_reference_again_and_carries_the_lut_over(built, capsys):
     """`edgenas latency baseline --retake` on a cache whose baseline was left 4x too high: the
-    reference is timed again (the new baseline lies within 2x of the one first taken, nearer it than
-    the bad one on a log scale, a margin a loaded machine's noise stays inside) and the predictions
-    follow it by exactly new / old."""
+    reference is timed again (the new baseline lies below 2x the one first taken, nearer it than the
+    bad one on a log scale) and the predictions follow it by exactly new / old. The first baseline
+    is the fixture's short timing in a fresh process (6 runs, no minimum time), which comes out
+    slower than a retake and by up to twice as much on a loaded machine: the lower bound is loose."""
     cache, archs, where, name, baseline = built
     db = LatencyCache(str(cache))
     try:
@@ -102,7 +103,7 @@ def test_retake_through_the_cli_times_the_reference_again_and_carries_the_lut_ov
     result = json.loads(out)
     assert result["reference"] == name and result["old_ms"] == pytest.approx(4.0 * baseline)
     assert result["corrections_left"] == 1
-    assert 0.5 < result["new_ms"] / baseline < 2.0  # the bad one is 4x off; the retake is timed, not kept
+    assert 0.25 < result["new_ms"] / baseline < 2.0  # the bad one is 4x off; the retake is timed, not kept
     after = _state(cache, archs)
     assert after["predicted"] == pytest.approx([p * result["factor"] for p in before["predicted"]], rel=1e-9)
     code, out, err = run_cli(common, capsys)

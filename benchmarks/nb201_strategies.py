@@ -498,38 +498,30 @@ def evaluate(args: argparse.Namespace, tables: Tables) -> int:
         print("| reward | " + " | ".join(f"{s} (a) / (b) / (c)" for s in controllers)
               + "".join(f" | {s}, for reference: (a) / (c)" for s in references) + " |")
         print("|" + "---|" * (1 + len(controllers) + len(references)))
-        met = {s: [0, 0, 0] for s in controllers}
-        met_reference = {s: [0, 0] for s in references}
+        judged = controllers + references
+        met: dict[str, dict[str, int]] = {s: {} for s in judged}  # goal -> held-out rewards meeting it
         held = [r for r in rewards if r is not TUNING]
         for r in rewards:
             rnd, evo = regrets[(r.label, "random")][0], regrets[(r.label, "evolution")][0]
             cells = []
-            for s in controllers:
+            for s in judged:
                 v = regrets[(r.label, s)][0]
-                se = np.sqrt(v.var(ddof=1) / len(v) + evo.var(ddof=1) / len(evo))
-                goals = (v.mean() <= 0.5 * rnd.mean(), v.mean() <= evo.mean() + 2 * se, v.max() <= rnd.mean())
+                goals = {"a": v.mean() <= 0.5 * rnd.mean()}
+                detail = f"{v.mean() / rnd.mean():.2f}x"
+                if s in controllers:  # (b) measures a controller against evolution
+                    se = np.sqrt(v.var(ddof=1) / len(v) + evo.var(ddof=1) / len(evo))
+                    goals["b"] = v.mean() <= evo.mean() + 2 * se
+                    detail += f"; {v.mean() - evo.mean():+.2f} vs 2se {2 * se:.2f}"
+                goals["c"] = v.max() <= rnd.mean()
+                detail += f"; worst {v.max():.2f} vs {rnd.mean():.2f}, {int((v > rnd.mean()).sum())} seeds over"
                 if r in held:
-                    for k, ok in enumerate(goals):
-                        met[s][k] += ok
-                cells.append(" / ".join("y" if ok else "n" for ok in goals)
-                             + f" ({v.mean() / rnd.mean():.2f}x; {v.mean() - evo.mean():+.2f} vs 2se {2 * se:.2f}; "
-                               f"worst {v.max():.2f} vs {rnd.mean():.2f}, {int((v > rnd.mean()).sum())} seeds over)")
-            for s in references:
-                v = regrets[(r.label, s)][0]
-                ref_goals = (v.mean() <= 0.5 * rnd.mean(), v.max() <= rnd.mean())
-                cells.append(" / ".join("y" if ok else "n" for ok in ref_goals)
-                             + f" ({v.mean() / rnd.mean():.2f}x; worst {v.max():.2f}, "
-                               f"{int((v > rnd.mean()).sum())} seeds over)")
-                if r in held:
-                    for k, ok in enumerate(ref_goals):
-                        met_reference[s][k] += ok
+                    for goal, ok in goals.items():
+                        met[s][goal] = met[s].get(goal, 0) + ok
+                cells.append(" / ".join("y" if ok else "n" for ok in goals.values()) + f" ({detail})")
             print(f"| {r.label} | " + " | ".join(cells) + " |")
-        for s in references:
-            print(f"{s}: held-out rewards meeting (a) {met_reference[s][0]}/{len(held)}, "
-                  f"(c) {met_reference[s][1]}/{len(held)}")
-        for s in controllers:
-            print(f"{s}: held-out rewards meeting (a) {met[s][0]}/{len(held)}, (b) {met[s][1]}/{len(held)}, "
-                  f"(c) {met[s][2]}/{len(held)}")
+        for s in judged:
+            print(f"{s}: held-out rewards meeting " + ", ".join(f"({goal}) {count}/{len(held)}"
+                                                              for goal, count in met[s].items()))
 
     if controllers:
         print("\nControllers over the search (per update: the batch's probability ratios p_new / p_old and approximate "

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from edgenas.report import write_report
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser("report", help="write pareto.png, reward_curve.png and report.md of a run")
@@ -15,6 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from edgenas.report import write_report  # matplotlib: imported only by the command that plots
+
     files = write_report(args.run_dir, args.out)
     for path in (files.pareto_png, files.reward_png, files.markdown):
         print(path)

@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import kendalltau
 
 from edgenas.blocks import make_divisible
 from edgenas.errors import UserError
@@ -326,6 +325,9 @@ def _layer(args: BlockArgs, in_channels: int, size: int) -> LayerSpec:
 
 def accuracy_report(measured_ms: Sequence[float], predicted_ms: Sequence[float]) -> dict[str, float]:
     """How well predictions match measurements: shares within +-5 % and +-10 %, RMSE, Kendall's tau."""
+    # Imported here, not at the top: scipy.stats is slow to import and few commands need it.
+    from scipy.stats import kendalltau
+
     measured = np.asarray(measured_ms, dtype=float)
     predicted = np.asarray(predicted_ms, dtype=float)
     relative = np.abs(predicted - measured) / measured

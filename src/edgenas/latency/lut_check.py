@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import ttest_ind
 
 from edgenas.latency.errors import LatencyError
 from edgenas.latency.lut import accuracy_report
@@ -173,6 +172,9 @@ def drift(validation: dict[str, Any], held_out: dict[str, Any] | None) -> dict[s
     held-out report stored, e.g. a LUT built by an earlier version)."""
     if not held_out or len(held_out.get("errors", ())) < 2 or len(validation["errors"]) < 2:
         return None
+    # Imported here, not at the top: scipy.stats is slow to import and few commands need it.
+    from scipy.stats import ttest_ind
+
     shift = float(np.mean(validation["errors"]) - np.mean(held_out["errors"]))
     p = float(ttest_ind(validation["errors"], held_out["errors"], equal_var=False).pvalue)
     return {"shift_pct": 100 * shift, "p": p, "drifted": bool(p < DRIFT_P and abs(shift) >= DRIFT_SHIFT),

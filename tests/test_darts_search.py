@@ -95,6 +95,49 @@ def test_killed_search_resumes_exactly(tmp_path):
     assert Genotype.parse(saved) == genotype
 
 
+def _bytes_kept_for_backward(model, x, y) -> int:
+    """What autograd keeps from one forward of the loss until its backward."""
+    kept = 0
+
+    def pack(tensor):
+        nonlocal kept
+        kept += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model.loss(x, y)
+    return kept
+
+
+def test_low_memory_keeps_less_for_backward_and_searches_identically(tmp_path):
+    """--low-memory recomputes every cell, the default only the cells up to the first reduction:
+    less is kept for backward, and since recomputing changes no number, the same search results."""
+    data = synthetic()
+    default = Search(_config(hessian_iterations=0), tmp_path / "default", dataset=data)
+    lean = Search(_config(hessian_iterations=0), tmp_path / "lean", dataset=data, low_memory=True)
+    assert default.run(max_steps=2) == lean.run(max_steps=2)
+    strip = [{k: v for k, v in vars(record).items() if k != "seconds"} for record in default.history]
+    assert strip == [{k: v for k, v in vars(record).items() if k != "seconds"} for record in lean.history]
+    assert all(torch.equal(a, b) for a, b in zip(default.model.state_dict().values(), lean.model.state_dict().values()))
+    x, y = next(iter(default.train_loader))
+    assert _bytes_kept_for_backward(lean.model, x, y) < 0.9 * _bytes_kept_for_backward(default.model, x, y)
+
+
+def test_low_memory_is_refused_for_the_nb201_supernet(tmp_path, capsys):
+    from edgenas.darts.nb201_model import NB201SupernetConfig
+
+    config = _config(supernet=NB201SupernetConfig(channels=4, cells_per_stage=1, num_classes=4))
+    with pytest.raises(UserError, match="drop --low-memory"):
+        Search(config, tmp_path / "run", dataset=synthetic(), low_memory=True)
+    assert not (tmp_path / "run").exists()
+    # the CLI hands the flag to the search: the same one line, exit status 2
+    code = main(["darts", "search", "--space", "nb201", "--dataset", "digits8", "--channels", "4",
+                 "--cells-per-stage", "1", "--epochs", "1", "--low-memory", "--out", str(tmp_path / "cli")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "drop --low-memory" in err
+    assert not (tmp_path / "cli").exists()
+
+
 def test_resume_directory_of_another_configuration_is_refused(tmp_path):
     Search(_config(epochs=1), tmp_path / "run", dataset=synthetic()).run(max_steps=1)
     with pytest.raises(UserError, match="another configuration"):

@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--seed", type=int, default=2)
     search.add_argument("--device", default="cpu", help="cpu or cuda")
     search.add_argument("--out", required=True, help="run directory (checkpoint, genotype.txt, history)")
+    search.add_argument("--low-memory", action="store_true",
+                        help="darts: recompute every cell in backward instead of keeping its activations "
+                             "(least memory, slower in first order; same results)")
     search.add_argument("--no-progress", action="store_true")
     search.set_defaults(handler=_search)
 
@@ -140,7 +143,7 @@ def _search(args: argparse.Namespace) -> int:
                           seed=args.seed, supernet=supernet, hyper=hyper, limit=args.limit,
                           regularizer=regularizer, hessian_iterations=args.hessian_iterations)
     search = Search(config, args.out, dataset=data, device=args.device, tables=tables,
-                    table_dataset=args.table_dataset, latency_device=args.latency_device)
+                    table_dataset=args.table_dataset, latency_device=args.latency_device, low_memory=args.low_memory)
 
     def report(record) -> None:
         print(f"epoch {record.epoch}/{config.epochs}  lr {record.lr:.4f}  train loss {record.train_loss:.3f} "

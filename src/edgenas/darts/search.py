@@ -139,11 +139,18 @@ class Search:
     def __init__(
         self, config: SearchConfig, run_dir: str | Path, dataset: Any = None, device: str = "cpu",
         fast: bool = True, tables: Any = None, table_dataset: str = "cifar10", latency_device: str = "pixel3",
+        low_memory: bool = False,
     ) -> None:
         """`tables` (`edgenas.evaluators.nb201.NB201Tables`, NB201 only): look every epoch's cell
-        up in its `table_dataset` columns and `latency_device` column."""
+        up in its `table_dataset` columns and `latency_device` column. `low_memory` (DARTS cells
+        only): recompute every cell's edges in backward instead of the default's first cells only,
+        for the least memory at some time (docs/bench/darts.md); the results are the same, so it
+        is no part of the configuration and a resumed search may change it."""
         from edgenas.data import Augment, BatchLoader, load_dataset
 
+        if low_memory and config.space == "nb201":
+            raise UserError("--low-memory recomputes DARTS cells; the nb201 supernet keeps its activations: "
+                            "drop --low-memory")
         self.config = config
         self.tables = tables
         self.table_dataset, self.latency_device = table_dataset, latency_device
@@ -176,7 +183,8 @@ class Search:
         if config.space == "nb201":
             self.model: nn.Module = NB201SearchNetwork(supernet, fast=fast, relaxation=config.regularizer)
         else:
-            self.model = SearchNetwork(supernet, fast=fast, relaxation=config.regularizer)
+            self.model = SearchNetwork(supernet, fast=fast, recompute=True if low_memory else None,
+                                       relaxation=config.regularizer)
         self.model.to(self.device)
         self.optimizer, self.architect = make_optimizers(self.model, config.hyper)
         self.history: list[EpochRecord] = []

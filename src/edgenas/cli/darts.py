@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--out", required=True, help="run directory (checkpoint, genotype.txt, history)")
     search.add_argument("--low-memory", action="store_true",
                         help="darts: recompute every cell in backward instead of keeping its activations "
-                             "(least memory, slower in first order; same results)")
+                             "(least memory, slower steps; same results)")
     search.add_argument("--no-progress", action="store_true")
     search.set_defaults(handler=_search)
 

@@ -130,7 +130,7 @@ def test_low_memory_is_refused_for_the_nb201_supernet(tmp_path, capsys):
     with pytest.raises(UserError, match="drop --low-memory"):
         Search(config, tmp_path / "run", dataset=synthetic(), low_memory=True)
     assert not (tmp_path / "run").exists()
-    # the CLI hands the flag to the search: the same one line, exit status 2
+    # the CLI says the same in one line, exit status 2, before it reads any data
     code = main(["darts", "search", "--space", "nb201", "--dataset", "digits8", "--channels", "4",
                  "--cells-per-stage", "1", "--epochs", "1", "--low-memory", "--out", str(tmp_path / "cli")])
     err = capsys.readouterr().err.strip()

@@ -111,7 +111,7 @@ def _regularizer(args: argparse.Namespace):
 
 def _search(args: argparse.Namespace) -> int:
     from edgenas.darts.nb201_model import NB201SupernetConfig
-    from edgenas.darts.search import Search, SearchConfig
+    from edgenas.darts.search import Search, SearchConfig, check_low_memory
     from edgenas.darts.search_model import SupernetConfig
     from edgenas.darts.step import SearchHyper
     from edgenas.data import load_dataset
@@ -120,6 +120,7 @@ def _search(args: argparse.Namespace) -> int:
         raise UserError(f"--steps-per-epoch must be at least 1, got {args.steps_per_epoch}")
     # Checks that need no data come first, so a bad flag fails before a slow load.
     regularizer = _regularizer(args)
+    check_low_memory(args.space, args.low_memory)
     tables = None
     if args.space == "nb201":
         from edgenas.evaluators.nb201 import default_data_dir, load_tables

@@ -133,6 +133,13 @@ def _split(config: SearchConfig, dataset: Any) -> tuple[Any, Any]:
     return train, val
 
 
+def check_low_memory(space: str, low_memory: bool) -> None:
+    """Only the DARTS supernet recomputes cells; asked of the NB201 one, say so before anything runs."""
+    if low_memory and space == "nb201":
+        raise UserError("--low-memory recomputes DARTS cells; the nb201 supernet keeps its activations: "
+                        "drop --low-memory")
+
+
 class Search:
     """A search in `run_dir`; `run()` starts it or resumes it."""
 
@@ -148,9 +155,7 @@ class Search:
         is no part of the configuration and a resumed search may change it."""
         from edgenas.data import Augment, BatchLoader, load_dataset
 
-        if low_memory and config.space == "nb201":
-            raise UserError("--low-memory recomputes DARTS cells; the nb201 supernet keeps its activations: "
-                            "drop --low-memory")
+        check_low_memory(config.space, low_memory)
         self.config = config
         self.tables = tables
         self.table_dataset, self.latency_device = table_dataset, latency_device

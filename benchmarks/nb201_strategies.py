@@ -187,6 +187,10 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
     ] + [  # ninth round (untried since the first: the controller itself): no bound on the logits or
         # a tighter one than NASNet's 2.5; a smaller and a larger LSTM
         {"tanh_constant": None}, {"tanh_constant": 1.5}, {"hidden_size": 32}, {"hidden_size": 200},
+    ] + [  # tenth round (the settings no round had varied at the defaults of the fifth): the moving
+        # baseline's memory, the clip, the sampling temperature, the learning rate following the KL
+        {"baseline_decay": 0.8}, {"baseline_decay": 0.97}, {"clip": 0.1}, {"temperature": 1.5},
+        {"adapt_lr": True},
     ],
     "reinforce": [
         OLD_DEFAULTS["reinforce"],

@@ -142,6 +142,9 @@ ALIASES["reinforce-round4"] = ("reinforce", {"elites": 0})
 ALIASES["ppo-decay"] = ("ppo", {"entropy_decay": 0.99})
 # the ninth round's top REINFORCE setting on the tuning reward (within the noise of its defaults)
 ALIASES["reinforce-elites20"] = ("reinforce", {"elites": 20})
+# the tenth round's two top PPO settings on the tuning reward (both within the noise of the defaults)
+ALIASES["ppo-adaptlr"] = ("ppo", {"adapt_lr": True})
+ALIASES["ppo-clip01"] = ("ppo", {"clip": 0.1})
 GRIDS: dict[str, list[dict[str, Any]]] = {
     "ppo": [
         OLD_DEFAULTS["ppo"],

@@ -143,7 +143,8 @@ ALIASES["ppo-decay"] = ("ppo", {"entropy_decay": 0.99})
 # the ninth round's top REINFORCE setting on the tuning reward (within the noise of its defaults)
 ALIASES["reinforce-elites20"] = ("reinforce", {"elites": 20})
 # the tenth round's two top PPO settings on the tuning reward (both within the noise of the defaults)
-ALIASES["ppo-adaptlr"] = ("ppo", {"adapt_lr": True})
+ALIASES["ppo-adaptlr"] = ("ppo", {"adapt_lr": True})  # today's default (since the eleventh round)
+ALIASES["ppo-round5"] = ("ppo", {"adapt_lr": False})  # PPO's defaults from the fifth round to the tenth
 ALIASES["ppo-clip01"] = ("ppo", {"clip": 0.1})
 GRIDS: dict[str, list[dict[str, Any]]] = {
     "ppo": [
@@ -190,10 +191,15 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
     ] + [  # ninth round (untried since the first: the controller itself): no bound on the logits or
         # a tighter one than NASNet's 2.5; a smaller and a larger LSTM
         {"tanh_constant": None}, {"tanh_constant": 1.5}, {"hidden_size": 32}, {"hidden_size": 200},
-    ] + [  # tenth round (the settings no round had varied at the defaults of the fifth): the moving
+    ] + [  # tenth round (the settings no round had varied at the defaults of the fifth, adapt_lr off;
+        # with today's defaults these rows, and row 19, run with it on): the moving
         # baseline's memory, the clip, the sampling temperature, the learning rate following the KL
         {"baseline_decay": 0.8}, {"baseline_decay": 0.97}, {"clip": 0.1}, {"temperature": 1.5},
         {"adapt_lr": True},
+    ] + [  # eleventh round: with backtracking an update's KL never passes 1.5 target_kl, so
+        # `adapt_lr=True` only ever raises the rate (to 3 lr); is a fixed rate of 3 or 2 lr the same?
+        # (adapt_lr has been on by default since; these rows keep the fixed rate they measured)
+        {"lr": 0.03, "adapt_lr": False}, {"lr": 0.02, "adapt_lr": False},
     ],
     "reinforce": [
         OLD_DEFAULTS["reinforce"],

@@ -251,3 +251,22 @@ def test_strategy_option_none_is_none():
     assert options == {"target_kl": None, "backtrack": False, "lr": 0.02, "name": "x"}
     strategy = make_strategy("ppo", get_space("nb201"), 0, **{k: v for k, v in options.items() if k != "name"})
     assert strategy.target_kl is None
+
+
+def test_a_resumed_search_keeps_its_stored_strategy_options(tmp_path, nb201_dir, capsys):
+    """A run started at other strategy options than today's defaults (as a run stored before a
+    default changed is) resumes from the same command without them: its stored options are used.
+    An option given that differs from the stored one is still refused, the store untouched."""
+    out = tmp_path / "run"
+    base = ["search", "--space", "nb201", "--strategy", "ppo", "--seed", "0", "--out", out,
+            "--data-dir", nb201_dir, "--quiet"]
+    assert _run(base + ["--budget", "6", "--strategy-option", "lr=0.02"], capsys)[0] == 0
+    code, stdout, err = _run(base + ["--budget", "12"], capsys)
+    assert code == 0, err
+    assert "12 completed" in stdout
+    with Store.open_existing(out) as store:
+        assert store.config["strategy_options"]["lr"] == 0.02 and store.config["budget"] == 12
+    digest = _digest(out / "store.sqlite")
+    code, _, err = _run(base + ["--budget", "12", "--strategy-option", "lr=0.05"], capsys)
+    assert code == 2 and "strategy_options.lr (stored 0.02, now 0.05)" in err
+    assert _digest(out / "store.sqlite") == digest

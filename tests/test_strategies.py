@@ -284,6 +284,20 @@ def test_kl_early_stop_ends_the_epochs_where_the_kl_passed_its_target():
         PPO(space, target_kl=None, adapt_lr=True)
 
 
+def test_ppo_learning_rate_follows_the_kl_by_default():
+    """`adapt_lr`, on by default wherever there is a `target_kl`: updates that stay under half the
+    target raise the rate x1.5 each, up to 3 lr; an update that ends past twice the target lowers
+    it. Off, or with no target to follow, the rate stays."""
+    space = GridSpace((5,) * 6)
+    gentle = _toy_search(PPO(space, seed=0, lr=1e-4), 50)
+    assert [u["lr"] for u in gentle[:4]] == pytest.approx([1.5e-4, 2.25e-4, 3e-4, 3e-4])
+    assert all(u["lr"] == pytest.approx(3e-4) for u in gentle[2:])
+    assert all(u["lr"] == 1e-4 for u in _toy_search(PPO(space, seed=0, lr=1e-4, adapt_lr=False), 50))
+    assert not PPO(space, target_kl=None).adapt_lr and PPO(space).adapt_lr
+    steep = _toy_search(PPO(space, seed=0, lr=1.0, backtrack=False), 5)  # one update, far past the limit
+    assert steep[0]["approx_kl"] > 2 * 0.025 and steep[0]["lr"] == pytest.approx(1 / 1.5)
+
+
 def test_backtracking_keeps_every_update_under_the_kl_limit_at_any_learning_rate():
     # At lr 0.1 one Adam step moves the policy far past the limit; the KL stop alone keeps that
     # step, the backtracking line search shrinks it until the batch's KL is back under the limit.

@@ -111,6 +111,18 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
+def resumed_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The strategy's options: those of `--strategy-option`, over the stored run's where `--out`
+    holds a run of the same strategy. A resumed search so goes on as it started even where a later
+    edgenas changed a default; an option given that differs from the stored one is still refused
+    when the store is opened (the configs differ)."""
+    given = parse_options(args.strategy_option)
+    stored = Store.stored_config(args.out)
+    if stored is None or stored.get("strategy") != args.strategy:
+        return given
+    return {**stored.get("strategy_options", {}), **given}
+
+
 def make_executor(args: argparse.Namespace) -> Executor:
     """The executor the flags ask for; a Ray that is missing or unreachable fails before any write."""
     if args.executor == "local":
@@ -142,7 +154,7 @@ def _search(args: argparse.Namespace) -> int:
     executor = make_executor(args)
     setup = get_evaluator_kind(args.space).setup(args)
     space, evaluator_config, make_evaluator = setup.space, setup.config, setup.make_evaluator
-    strategy = make_strategy(args.strategy, space, args.seed, **parse_options(args.strategy_option))
+    strategy = make_strategy(args.strategy, space, args.seed, **resumed_options(args))
     evaluator = make_evaluator(executor)
     config = {
         "space": args.space,

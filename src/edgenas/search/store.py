@@ -212,6 +212,13 @@ class Store:
         return store
 
     @classmethod
+    def stored_config(cls, run_dir: str | Path) -> dict[str, Any] | None:
+        """The config of the run in `run_dir`, or None where none was started. Reads only; a
+        corrupt store is a UserError, as when it is opened."""
+        path = cls.path_for(run_dir)
+        return cls._inspect(path) if path.is_file() else None
+
+    @classmethod
     def _check_config(cls, path: Path, config: dict[str, Any], mutable: tuple[str, ...]) -> None:
         """Refuse a store that holds a run with another configuration (the differing keys named)."""
         stored = cls._inspect(path) if path.exists() else None

@@ -373,7 +373,9 @@ class PPO(PolicyGradientStrategy):
     """Up to `epochs` passes of the clipped surrogate over each batch, as MnasNet trains its
     controller, stopped early once the approximate KL from the policy the update started from
     passes `1.5 * target_kl` (None: never stopped, nor backtracked); with `backtrack`, the step
-    that passed it is shrunk back under the limit. Defaults: the held-out protocol's choice (docs/bench/nb201.md)."""
+    that passed it is shrunk back under the limit; with `adapt_lr` (None, the default: on wherever
+    there is a `target_kl`) the learning rate follows the KL (`after_update`). Defaults: the
+    held-out protocol's choice (docs/bench/nb201.md)."""
 
     name = "ppo"
 
@@ -384,7 +386,7 @@ class PPO(PolicyGradientStrategy):
         epochs: int = 10,
         clip: float = 0.2,
         target_kl: float | None = 0.025,
-        adapt_lr: bool = False,
+        adapt_lr: bool | None = None,
         backtrack: bool = True,
         entropy_weight: float = 0.03,
         elites: int = 5,
@@ -400,14 +402,18 @@ class PPO(PolicyGradientStrategy):
         self.epochs = epochs
         self.clip = clip
         self.target_kl = target_kl
-        self.adapt_lr = adapt_lr
+        self.adapt_lr = target_kl is not None if adapt_lr is None else adapt_lr  # None: where there is a KL to follow
         self.backtrack = backtrack
 
     def after_update(self, stats: dict[str, Any]) -> None:
-        """With `adapt_lr`, the learning rate follows the KL that updates reach (as rsl_rl's
+        """With `adapt_lr`, the learning rate follows the KL that updates end at (as rsl_rl's
         adaptive schedule does): divided by 1.5 after an update that ended above twice the target,
-        multiplied by 1.5 after one that stayed under half of it, within [lr / 30, 3 lr]. The
-        rate lives in the optimizer's state, so a resumed search goes on with it."""
+        multiplied by 1.5 after one that stayed under half of it, within [lr / 30, 3 lr]. With
+        `backtrack` no update ends above 1.5 times the target, so the rate only rises: a warm-up
+        from `lr` that the first updates' KL paces, to 3 lr once the policy moves slowly. Lowering
+        it on the KL a step reached before it was shrunk was measured too, and did worse
+        (docs/bench/nb201.md, "Eleventh round"). The rate lives in the optimizer's state, so a
+        resumed search goes on with it."""
         group = self.optimizer.param_groups[0]
         if self.adapt_lr and self.target_kl is not None:
             kl = stats["approx_kl"]

@@ -3,10 +3,13 @@
 The defaults of PPO, REINFORCE, evolution and local search were tuned on NB201 tables
 (docs/bench/nb201.md).
 This runs the same strategies, at their library defaults, on the MnasNet space through the
-one-shot evaluator of a trained supernet (`edgenas supernet train`): accuracy with inherited
-weights, latency from the LUT of a latency cache, the MnasNet reward (`--objective`, `--target-ms`),
-`--budget` distinct architectures per search, `--seeds` seeds per strategy. Every search is the
-real loop (`run_search`, in-memory log) with the real strategies and evaluator.
+one-shot evaluator of a trained supernet (`--supernet`, from `edgenas supernet train`: accuracy
+with inherited weights) or, without `--supernet`, the proxy-training evaluator (each candidate
+trained briefly, as `edgenas search --space mnas` does; `--search-flags` are that command's flags
+for the data, space and proxy recipe); latency from the LUT of a latency cache, the MnasNet reward
+(`--objective`, `--target-ms`), `--budget` distinct architectures per search, `--seeds` seeds per
+strategy. Every search is the real loop (`run_search`, in-memory log) with the real strategies and
+evaluator.
 
 No optimum is known in this space, so the tables report each strategy's best reward after 50, 100,
 ... queries (mean +- std over seeds) and its regret against the best reward any search of the run
@@ -17,6 +20,8 @@ affordable.
 
     python benchmarks/mnas_strategies.py --supernet SUPERNET_DIR --latency-cache latency.sqlite \\
         --target-ms 0.3 --budget 300 --seeds 5
+    python benchmarks/mnas_strategies.py --latency-cache latency.sqlite --target-ms 0.2 --budget 100 \\
+        --seeds 3 --strategies random,ppo --search-flags "--space-preset demo --dataset digits"
 """
 
 from __future__ import annotations
@@ -47,9 +52,29 @@ class SharedScores:
         return self.results[arch]
 
 
+def proxy_evaluator(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The proxy-training evaluator and its space, built by `edgenas search`'s own set-up from its
+    flags, so the benchmark scores candidates exactly as a search does."""
+    import shlex
+
+    from edgenas.cli.main import build_parser
+    from edgenas.evaluators.registry import get_evaluator_kind
+    from edgenas.search.executors import InProcessExecutor
+
+    flags = ["search", "--space", "mnas", "--strategy", "random", "--budget", "1", "--out", "unused",
+             "--latency-mode", "lut", "--latency-cache", args.latency_cache, "--latency-backend", args.latency_backend,
+             *(["--data-dir", args.data_dir] if args.data_dir else []), *shlex.split(args.search_flags)]
+    setup = get_evaluator_kind("mnas").setup(build_parser().parse_args(flags))
+    return setup.make_evaluator(InProcessExecutor()), setup.space
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--supernet", required=True, help="a directory of edgenas supernet train")
+    parser.add_argument("--supernet", default=None,
+                        help="a directory of edgenas supernet train (one-shot scores); without it, proxy training")
+    parser.add_argument("--search-flags", default="--space-preset demo --dataset digits",
+                        help="proxy training: the flags of `edgenas search --space mnas` that set the data, "
+                             "space and proxy recipe (default: %(default)s)")
     parser.add_argument("--latency-cache", required=True, help="the latency cache holding the LUT")
     parser.add_argument("--latency-backend", default="onnxruntime")
     parser.add_argument("--data-dir", default=None)
@@ -71,12 +96,18 @@ def main() -> int:
     from edgenas.search.objectives import make_objective
     from edgenas.strategies import make_strategy
 
-    evaluator = OneShotEvaluator(args.supernet, data_dir=args.data_dir)
-    evaluator.prepare()
-    space = evaluator.supernet.space
-    estimator = make_latency_estimator(space, LatencySettings(backend=args.latency_backend, mode="lut",
-                                                              cache=args.latency_cache))
-    evaluator.latency_source = estimator
+    if args.supernet:
+        evaluator = OneShotEvaluator(args.supernet, data_dir=args.data_dir)
+        evaluator.prepare()
+        space = evaluator.supernet.space
+        estimator = make_latency_estimator(space, LatencySettings(backend=args.latency_backend, mode="lut",
+                                                                  cache=args.latency_cache))
+        evaluator.latency_source = estimator
+        scored_by = f"one-shot accuracy of {args.supernet}"
+    else:
+        evaluator, space = proxy_evaluator(args)
+        estimator = evaluator.latency_source
+        scored_by = f"proxy-trained accuracy ({args.search_flags})"
     scores = SharedScores(evaluator)
     objective = make_objective(args.objective, args.target_ms)
     strategies = args.strategies.split(",")
@@ -107,7 +138,7 @@ def main() -> int:
     if args.budget not in budgets:
         budgets.append(args.budget)
     best = max(float(c[-1]) for runs in curves.values() for c in runs)
-    print(f"\nMnasNet space ({args.supernet}), one-shot accuracy, {args.latency_backend} LUT latency, "
+    print(f"\nMnasNet space, {scored_by}, {args.latency_backend} LUT latency, "
           f"{args.objective} T = {args.target_ms} ms; {args.budget} distinct architectures per search, seeds "
           f"{seeds.start}..{seeds.stop - 1}; {len(scores.results)} architectures scored in {scores.seconds:.0f} s "
           f"({scores.seconds / max(1, len(scores.results)):.2f} s each), {failed} failed trials")

@@ -216,12 +216,12 @@ class Store:
         """The config of the run in `run_dir`, or None where none was started. Reads only; a
         corrupt store is a UserError, as when it is opened."""
         path = cls.path_for(run_dir)
-        return cls._inspect(path) if path.is_file() else None
+        return cls._inspect(path) if path.exists() else None
 
     @classmethod
     def _check_config(cls, path: Path, config: dict[str, Any], mutable: tuple[str, ...]) -> None:
         """Refuse a store that holds a run with another configuration (the differing keys named)."""
-        stored = cls._inspect(path) if path.exists() else None
+        stored = cls.stored_config(path.parent)
         if stored is None:
             return
         differing = config_differences(stored, config, ignore=mutable)
